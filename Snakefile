@@ -1,0 +1,22 @@
+# jpegstudy: "Analyzing and Mitigating JPEG Compression Defects in Deep Learning" as a Snakemake workflow.
+# The default config is the embedded study (CPU, minutes); see README.md and ../DESIGN notes in docs.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/models.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        paths.table("classification"),
+        expand(paths.figure("drop_classification", "{ext}"), ext=["pdf", "png"]),
+    default_target: True

@@ -1,0 +1,61 @@
+# Datasets: generated (embedded) or referenced in place (imagenet), then compressed at every quality.
+
+
+rule prepare_embedded:
+    output:
+        manifest=paths.manifest("{dataset}", "{split}"),
+    wildcard_constraints:
+        dataset=names_of(config["datasets"], kind="embedded"),
+        split="train|val",
+    params:
+        size=lambda w: config["datasets"][w.dataset]["image_size"],
+        per_class=lambda w: config["datasets"][w.dataset][f"{w.split}_per_class"],
+        seed=config["seed"],
+    log:
+        paths.log("data", "{dataset}-{split}"),
+    message:
+        "Generating the {wildcards.split} split of the embedded dataset {wildcards.dataset}"
+    shell:
+        "jpegstudy prepare-embedded --split {wildcards.split} --per-class {params.per_class}"
+        " --size {params.size} --seed {params.seed} --out {output.manifest} > {log} 2>&1"
+
+
+rule prepare_imagenet:
+    output:
+        manifest=paths.manifest("{dataset}", "{split}"),
+    wildcard_constraints:
+        dataset=names_of(config["datasets"], kind="imagenet"),
+        split="train|val",
+    params:
+        root=lambda w: config["datasets"][w.dataset][w.split],
+        ground_truth=lambda w: (
+            f"--ground-truth {config['datasets'][w.dataset]['ground_truth']}"
+            if w.split == "val" and config["datasets"][w.dataset].get("ground_truth")
+            else ""
+        ),
+        check=lambda w: "" if config["datasets"][w.dataset]["check_images"] else "--no-check",
+    threads: lambda w: config["datasets"][w.dataset]["workers"]
+    log:
+        paths.log("data", "{dataset}-{split}"),
+    message:
+        "Listing {params.root} as the {wildcards.split} split of {wildcards.dataset} (in place, not copied)"
+    shell:
+        "jpegstudy prepare-imagenet --root {params.root:q} --split {wildcards.split} {params.ground_truth}"
+        " {params.check} --workers {threads} --out {output.manifest} > {log} 2>&1"
+
+
+rule compress:
+    input:
+        manifest=paths.manifest("{dataset}", "val"),
+    output:
+        manifest=paths.manifest("{dataset}", "val-q{quality}"),
+    wildcard_constraints:
+        quality=r"\d+",
+    threads: lambda w: config["datasets"][w.dataset].get("workers", 1)
+    log:
+        paths.log("compress", "{dataset}-q{quality}"),
+    message:
+        "Compressing every {wildcards.dataset} val image at JPEG quality {wildcards.quality}"
+    shell:
+        "jpegstudy compress --manifest {input.manifest} --quality {wildcards.quality} --workers {threads}"
+        " --out {output.manifest} > {log} 2>&1"

@@ -1,0 +1,54 @@
+# Task models: trained here (embedded study) or resolved from torchvision weights / a checkpoint.
+
+
+rule train_reference:
+    input:
+        train=paths.manifest(CLS_DATASET, "train"),
+    output:
+        model=paths.reference("classification", "{model}"),
+    wildcard_constraints:
+        model=names_of(CLS_MODELS, weights="train"),
+    params:
+        arch=lambda w: CLS_MODELS[w.model].get("arch", w.model),
+        train=lambda w: as_json(
+            {
+                **CLS_MODELS[w.model]["train"],
+                "transform": CLS_MODELS[w.model]["transform"],
+                "seed": config["seed"],
+                "image_size": config["datasets"][CLS_DATASET].get("image_size"),
+            }
+        ),
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+    log:
+        paths.log("models", "classification-{model}"),
+    benchmark:
+        paths.benchmark("models", "classification-{model}")
+    message:
+        "Training the reference classifier {wildcards.model} on {input.train}"
+    shell:
+        "jpegstudy train-reference --arch {params.arch} --train {input.train} --params {params.train:q}"
+        " --threads {threads} --out {output.model} > {log} 2>&1"
+
+
+rule resolve_model:
+    input:
+        classes=paths.manifest(CLS_DATASET, "val"),
+    output:
+        model=paths.reference("classification", "{model}"),
+    wildcard_constraints:
+        model=names_of(
+            {n: m for n, m in CLS_MODELS.items() if m["weights"] != "train"}
+        ),
+    params:
+        arch=lambda w: CLS_MODELS[w.model].get("arch", w.model),
+        weights=lambda w: CLS_MODELS[w.model]["weights"],
+        transform=lambda w: as_json(CLS_MODELS[w.model]["transform"]),
+    log:
+        paths.log("models", "classification-{model}"),
+    message:
+        "Resolving {params.weights} for {wildcards.model}"
+    shell:
+        "jpegstudy resolve-model --arch {params.arch} --weights {params.weights:q} --classes-from {input.classes}"
+        " --transform {params.transform:q} --out {output.model} > {log} 2>&1"

@@ -1,0 +1,199 @@
+"""The `jpegstudy` command: thin argument parsing around the library; every rule calls one subcommand.
+
+Errors a user can cause (bad config values, bad files) end with one line on stderr naming the culprit, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _json(text: str) -> dict:
+    return json.loads(text) if text else {}
+
+
+def cmd_prepare_embedded(a) -> None:
+    from jpegstudy import atomic
+    from jpegstudy.data import embedded
+
+    out = Path(a.out)  # .../{split}/manifest.json; the images go beside it
+    with atomic.output_dir(out.parent) as tmp:
+        manifest = embedded.write_split(tmp, a.split, a.per_class, a.size, a.seed)
+        manifest.write(tmp / out.name)
+    print(f"{out}: {len(manifest.images)} images in {len(manifest.classes)} classes")
+
+
+def cmd_prepare_imagenet(a) -> None:
+    from jpegstudy.data import imagenet
+
+    manifest = imagenet.manifest(a.root, a.split, ground_truth=a.ground_truth, check=not a.no_check,
+                                 workers=a.workers)
+    manifest.write(a.out)
+    print(f"{a.out}: {len(manifest.images)} images in {len(manifest.classes)} classes, referenced in {a.root}")
+
+
+def cmd_compress(a) -> None:
+    from jpegstudy import compress
+
+    m = compress.compress_split(a.manifest, a.quality, Path(a.out).parent, manifest_name=Path(a.out).name,
+                                workers=a.workers)
+    print(f"{a.out}: {len(m.images)} images at quality {a.quality}")
+
+
+def cmd_train_reference(a) -> None:
+    import torch
+
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import classification
+    from jpegstudy.train import reference
+
+    torch.set_num_threads(a.threads)
+    p = _json(a.params)
+    train = manifests.read(a.train)
+    transform = classification.transform_spec(a.arch, "train", p.get("transform"), p["image_size"])
+    model = reference.train(a.arch, train, transform, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                            weight_decay=p["weight_decay"], seed=p["seed"])
+    classification.save_reference(a.out, arch=a.arch, build_kwargs={}, classes=train.classes, transform=transform,
+                                  source="train", state_dict=model.state_dict())
+
+
+def cmd_resolve_model(a) -> None:
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import classification
+
+    classes = manifests.read(a.classes_from).classes
+    state_dict, kwargs = classification.resolve(a.arch, a.weights, classes)
+    transform = classification.transform_spec(a.arch, a.weights, _json(a.transform))
+    classification.save_reference(a.out, arch=a.arch, build_kwargs=kwargs, classes=classes, transform=transform,
+                                  source=a.weights, state_dict=state_dict)
+
+
+def cmd_evaluate(a) -> None:
+    import torch
+
+    from jpegstudy import evaluate
+
+    torch.set_num_threads(a.threads)
+    compressed = {}
+    for item in a.compressed:
+        quality, _, path = item.partition("=")
+        compressed[int(quality)] = path
+    result = evaluate.evaluate_classification(
+        model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
+        params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device)
+    evaluate.write(result, a.out)
+
+
+def cmd_table(a) -> None:
+    from jpegstudy.report import tables
+
+    tables.write_classification_table(a.metrics, a.out)
+
+
+def cmd_figure(a) -> None:
+    from jpegstudy.report import figures
+
+    figures.drop_figure(a.metrics, a.out, _json(a.params))
+
+
+def cmd_audit(a) -> None:
+    from jpegstudy import audit
+
+    ok = audit.audit(a.file, a.metrics_dir, verbose=not a.quiet)
+    if not ok:
+        sys.exit(1)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jpegstudy", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("prepare-embedded", help="generate one split of the embedded dataset (PNG, ImageNet layout)")
+    s.add_argument("--split", required=True)
+    s.add_argument("--per-class", type=int, required=True)
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="the manifest to write; images go in its folder")
+    s.set_defaults(func=cmd_prepare_embedded)
+
+    s = sub.add_parser("prepare-imagenet", help="reference an ImageNet-layout folder in place through a manifest")
+    s.add_argument("--root", required=True, help="the split's folder: class folders, or flat with --ground-truth")
+    s.add_argument("--split", required=True)
+    s.add_argument("--ground-truth", help="labels of a flat folder (see jpegstudy.data.imagenet)")
+    s.add_argument("--no-check", action="store_true", help="do not decode every image while listing")
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare_imagenet)
+
+    s = sub.add_parser("compress", help="JPEG-compress every image of a split at one quality, full resolution")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--quality", required=True)
+    s.add_argument("--workers", type=int, default=1, help="processes encoding in parallel")
+    s.add_argument("--out", required=True, help="the manifest to write; the JPEGs go in its folder")
+    s.set_defaults(func=cmd_compress)
+
+    s = sub.add_parser("train-reference", help="train a classifier from scratch on a training split")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--train", required=True, help="training manifest")
+    s.add_argument("--params", required=True, help="JSON: epochs, batch_size, lr, weight_decay, seed, image_size")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_train_reference)
+
+    s = sub.add_parser("resolve-model", help="resolve torchvision weights or a checkpoint into a reference file")
+    s.add_argument("--arch", required=True)
+    s.add_argument("--weights", required=True, help="torchvision weights name (IMAGENET1K_V1) or checkpoint path")
+    s.add_argument("--classes-from", required=True, help="a manifest of the dataset the model is evaluated on")
+    s.add_argument("--transform", default="", help="JSON overrides of resize, crop, interpolation, mean, std")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_resolve_model)
+
+    s = sub.add_parser("evaluate", help="evaluate a model on the clean split and every compressed one")
+    s.add_argument("--model", required=True, help="the model's name in config")
+    s.add_argument("--reference", required=True)
+    s.add_argument("--clean", required=True, help="manifest of the uncompressed split")
+    s.add_argument("--compressed", nargs="+", default=[], metavar="Q=MANIFEST")
+    s.add_argument("--params", default="", help="JSON of the config keys this job used (kept as provenance)")
+    s.add_argument("--rule", default="evaluate")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--workers", type=int, default=0)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("table", help="the classification results table (LaTeX) from metric files")
+    s.add_argument("metrics", nargs="+")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_table)
+
+    s = sub.add_parser("figure", help="the drop-in-accuracy figure (PDF and PNG) from metric files")
+    s.add_argument("metrics", nargs="+")
+    s.add_argument("--params", default="", help="JSON plotting options")
+    s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
+    s.set_defaults(func=cmd_figure)
+
+    s = sub.add_parser("audit", help="for every number in a generated table, print the metric row it came from")
+    s.add_argument("file")
+    s.add_argument("--metrics-dir", default="results/metrics")
+    s.add_argument("--quiet", action="store_true", help="only the summary line")
+    s.set_defaults(func=cmd_audit)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    from jpegstudy.errors import USER_ERRORS
+
+    try:
+        args.func(args)
+    except USER_ERRORS as e:
+        print(f"jpegstudy {args.command}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

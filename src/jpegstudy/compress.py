@@ -1,0 +1,52 @@
+"""The `compress` stage: every image of an eval split, at its full resolution, JPEG-compressed at one quality.
+
+The result is a folder of .jpg files mirroring the split's relative paths, with its own manifest (per-file sha256,
+and the source manifest's sha256 and the quality as provenance). It is cached on disk, as ImageNet-C does, so that
+every evaluation of every model reads the very same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from jpegstudy import atomic, jpeg
+from jpegstudy.data import manifest as manifests
+from jpegstudy.data.images import load_rgb
+
+
+def jpeg_name(rel: str) -> str:
+    return str(Path(rel).with_suffix(".jpg"))
+
+
+def _compress_one(args: tuple[Path, Path, int]) -> str:
+    src, dst, quality = args
+    data = jpeg.compress(load_rgb(src), quality)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(data)  # inside a temporary folder: the folder as a whole is renamed into place at the end
+    return hashlib.sha256(data).hexdigest()
+
+
+def compress_split(manifest_path: str | Path, quality, out_dir: str | Path, manifest_name: str = "manifest.json",
+                   workers: int = 1) -> manifests.Manifest:
+    q = jpeg.check_quality(quality)
+    src = manifests.read(manifest_path)
+    names = [jpeg_name(im["path"]) for im in src.images]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{manifest_path}: two images would both be written as the same .jpg (e.g. a.png and a.jpg)")
+    with atomic.output_dir(out_dir) as tmp:
+        jobs = [(src.path_of(i), tmp / names[i], q) for i in range(len(names))]
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                digests = list(pool.map(_compress_one, jobs, chunksize=64))
+        else:
+            digests = [_compress_one(job) for job in jobs]
+        images = [{"path": name, "label": im["label"], "sha256": digest}
+                  for name, im, digest in zip(names, src.images, digests)]
+        out = manifests.Manifest(
+            dataset=src.dataset, split=f"{src.split}-q{q}", root=".", classes=src.classes, images=images,
+            source={"manifest": str(manifest_path), "manifest_sha256": atomic.sha256_file(manifest_path),
+                    "quality": q, "codec": f"{jpeg.libjpeg_version()}, IJG quality {q}, 4:2:0, baseline tables"})
+        out.write(tmp / manifest_name)
+    return out

@@ -1,0 +1,1 @@
+"""Datasets in their native on-disk layouts, referenced through manifests."""

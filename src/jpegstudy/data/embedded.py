@@ -1,0 +1,182 @@
+"""The embedded dataset: natural-looking synthetic scenes, generated deterministically from a seed.
+
+A scene is a 1/f-noise background (the power spectrum of natural images) with textured objects on it. An object's
+category is a (shape, texture) pair. The shape, and the hue typical of it, are coarse evidence that survives
+strong compression. Every object is mottled (band-pass noise of 8-16 px periods); "grainy" objects also carry fine
+grain (periods of 2.5-4 px) that "smooth" ones lack. Fine grain lives in exactly the high-frequency DCT
+coefficients that low JPEG qualities quantize to zero, so, as in photographs (fur, foliage, fabric), part of the
+class evidence disappears at Q=10 while the shape survives. The grain's band and strength were chosen so that a
+small CNN trained for a few CPU minutes learns it (weaker grain was not learned) and Q=10 removes most of it.
+
+Scenes keep their objects (category, mask, box), so later stages can write COCO boxes/masks and ADE20K-style
+semantic maps of the very same scenes; classification uses the category of the scene's main object.
+On disk the dataset follows ImageNet's layout: {split}/{class folder}/{name}.png, lossless PNG being the
+uncompressed original.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jpegstudy import atomic
+from jpegstudy.data.manifest import Manifest
+
+SHAPES = ("ellipse", "triangle", "square", "star", "ring")
+TEXTURES = ("grainy", "smooth")
+FINE_BAND, COARSE_BAND = (0.25, 0.40), (0.06, 0.12)  # bands of spatial frequencies, cycles per pixel
+GRAIN_STD = (20, 30)
+CATEGORIES = [f"{shape}-{texture}" for shape in SHAPES for texture in TEXTURES]
+SUPERSAMPLE = 4  # shape edges are anti-aliased by rendering the mask at 4x and averaging
+
+
+def class_folder(category: int) -> str:
+    # Folder names sort in category order, so ImageFolder-style sorted indices equal our category ids.
+    return f"c{category:02d}_{CATEGORIES[category].replace('-', '_')}"
+
+
+@dataclass
+class SceneObject:
+    category: int
+    mask: np.ndarray  # float32 HxW coverage in [0, 1]
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        """(x, y, width, height) of the pixels the object covers at least half, as COCO writes boxes."""
+        ys, xs = np.nonzero(self.mask >= 0.5)
+        return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+@dataclass
+class Scene:
+    image: np.ndarray  # uint8 HxWx3
+    objects: list[SceneObject] = field(default_factory=list)
+
+    @property
+    def label(self) -> int:
+        """The category of the largest object: the classification label."""
+        return max(self.objects, key=lambda o: o.mask.sum()).category
+
+
+def pink_noise(rng: np.random.Generator, size: int, channels: int = 3) -> np.ndarray:
+    """Noise with a 1/f amplitude spectrum, scaled to unit standard deviation per channel."""
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    f = np.sqrt(fx**2 + fy**2)
+    f[0, 0] = 1.0
+    spectrum = rng.standard_normal((channels, size, size // 2 + 1)) + 1j * rng.standard_normal(
+        (channels, size, size // 2 + 1))
+    spectrum /= f
+    spectrum[:, 0, 0] = 0
+    noise = np.fft.irfft2(spectrum, s=(size, size))
+    return noise / noise.std(axis=(1, 2), keepdims=True)
+
+
+def band_noise(rng: np.random.Generator, size: int, band: tuple[float, float]) -> np.ndarray:
+    """Isotropic noise whose frequencies lie in `band` (cycles/pixel), unit standard deviation."""
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    f = np.sqrt(fx**2 + fy**2)
+    keep = (f >= band[0]) & (f <= band[1])
+    spectrum = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) * keep
+    noise = np.fft.irfft2(spectrum, s=(size, size))
+    return noise / noise.std()
+
+
+def shape_mask(shape: str, size: int, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+    """Anti-aliased coverage of a shape centred at (cx, cy)."""
+    n = size * SUPERSAMPLE
+    coords = (np.arange(n) + 0.5) / SUPERSAMPLE
+    y, x = np.meshgrid(coords - cy, coords - cx, indexing="ij")
+    c, s = math.cos(angle), math.sin(angle)
+    u, v = c * x + s * y, -s * x + c * y  # rotated frame
+    r, theta = np.hypot(u, v), np.arctan2(v, u)
+    if shape == "ellipse":
+        inside = (u / radius) ** 2 + (v / (0.6 * radius)) ** 2 <= 1
+    elif shape == "ring":
+        inside = (r <= radius) & (r >= 0.55 * radius)
+    elif shape == "square":
+        inside = (np.abs(u) <= 0.75 * radius) & (np.abs(v) <= 0.75 * radius)
+    elif shape == "triangle":
+        inside = _regular_polygon(r, theta, 3, radius)
+    elif shape == "star":
+        # radius varies between the tips (1.0) and the notches (0.45) with five points
+        edge = radius * (0.45 + 0.55 * np.abs(((theta * 5 / (2 * math.pi)) % 1) * 2 - 1))
+        inside = r <= edge
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return inside.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3)).astype(np.float32)
+
+
+def _regular_polygon(r: np.ndarray, theta: np.ndarray, sides: int, radius: float) -> np.ndarray:
+    sector = 2 * math.pi / sides
+    local = (theta % sector) - sector / 2
+    return r * np.cos(local) <= radius * math.cos(sector / 2)
+
+
+def make_scene(rng: np.random.Generator, category: int, size: int) -> Scene:
+    """One scene whose main object has `category`."""
+    shape, texture = CATEGORIES[category].split("-")
+    # Background: a random mean colour plus 1/f noise, and a soft illumination gradient.
+    base = rng.uniform(70, 180, size=3)
+    background = base[:, None, None] + rng.uniform(12, 25) * pink_noise(rng, size)
+    ramp = np.linspace(-1, 1, size)
+    gx, gy = rng.uniform(-15, 15, size=2)
+    background += gx * ramp[None, None, :] + gy * ramp[None, :, None]
+
+    radius = rng.uniform(0.24, 0.36) * size
+    margin = radius * 0.8
+    cx, cy = rng.uniform(margin, size - margin, size=2)
+    mask = shape_mask(shape, size, cx, cy, radius, rng.uniform(0, 2 * math.pi))
+    # Each shape has a typical hue (as a class of things often has a typical colour), jittered per object.
+    color = object_color(rng, SHAPES.index(shape))
+    # Every object is mottled; only the "grainy" half of the categories also carries fine grain.
+    surface = rng.uniform(15, 25) * band_noise(rng, size, COARSE_BAND)
+    if texture == "grainy":
+        surface += rng.uniform(*GRAIN_STD) * band_noise(rng, size, FINE_BAND)
+    foreground = color[:, None, None] + surface[None] * rng.uniform(0.8, 1.2, size=3)[:, None, None]
+
+    image = background * (1 - mask) + foreground * mask
+    image = np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return Scene(image=np.ascontiguousarray(image), objects=[SceneObject(category, mask)])
+
+
+def object_color(rng: np.random.Generator, shape_index: int) -> np.ndarray:
+    """RGB (0-255) with the hue of the shape's family (±0.05 of the hue circle), random saturation and value."""
+    hue = (shape_index / len(SHAPES) + rng.uniform(-0.05, 0.05)) % 1.0
+    saturation, value = rng.uniform(0.45, 0.85), rng.uniform(0.45, 0.85)
+    return 255 * np.array(colorsys.hsv_to_rgb(hue, saturation, value))
+
+
+def split_seed(seed: int, split: str) -> int:
+    # Each split has its own stream, so growing the val set never changes the train images.
+    return int.from_bytes(f"{seed}/{split}".encode(), "little") % (2**63)
+
+
+def scenes(seed: int, split: str, per_class: int, size: int):
+    """Yield (index, category, Scene) for a split, classes interleaved, deterministic from `seed`."""
+    rng = np.random.default_rng(split_seed(seed, split))
+    for i in range(per_class * len(CATEGORIES)):
+        category = i % len(CATEGORIES)
+        yield i, category, make_scene(rng, category, size)
+
+
+def write_split(out_dir: str | Path, split: str, per_class: int, size: int, seed: int) -> Manifest:
+    """Write a split as PNGs in ImageNet's class-folder layout and return its manifest (root: `out_dir`)."""
+    out_dir = Path(out_dir)
+    images = []
+    for i, category, scene in scenes(seed, split, per_class, size):
+        rel = f"{class_folder(category)}/{split}_{i:06d}.png"
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.output_path(path) as tmp:
+            Image.fromarray(scene.image).save(tmp, format="PNG")
+        images.append({"path": rel, "label": category, "sha256": atomic.sha256_file(path)})
+    return Manifest(dataset="embedded", split=split, root=".", classes=[class_folder(c) for c in range(len(CATEGORIES))],
+                    images=images, source={"generator": "jpegstudy.data.embedded", "seed": seed, "size": size,
+                                           "per_class": per_class})

@@ -1,0 +1,44 @@
+"""Reading images from disk into RGB, the one place where odd files are handled.
+
+Documented handling: grayscale, palette and CMYK images (ImageNet has a few of each) are converted to RGB; images
+with transparency are composited onto white, as a viewer would show them. Anything that does not decode completely
+(a truncated or zero-byte file, a file that is not an image) raises BadImageError naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+
+class BadImageError(ValueError):
+    """An image file that cannot be decoded; the message is one line and names the file."""
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now, so a truncated file fails here and not inside a model's transform
+            return to_rgb(im)
+    except FileNotFoundError:
+        raise BadImageError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        size = path.stat().st_size
+        what = "empty file (0 bytes)" if size == 0 else "not an image Pillow can read"
+        raise BadImageError(f"{path}: {what}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BadImageError(f"{path}: cannot decode image ({reason})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode == "RGB":
+        return im.copy()
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")  # L, P, CMYK (Pillow undoes Adobe's inverted CMYK), I;16, ...

@@ -1,0 +1,1 @@
+"""Tables, figures and (later) appendices, made only from metric rows."""

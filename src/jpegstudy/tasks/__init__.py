@@ -1,0 +1,1 @@
+"""Task networks: model zoos, their transforms, their metrics."""
