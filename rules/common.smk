@@ -1,10 +1,10 @@
 # Config checking and the small helpers every rule file uses. No study logic here: that lives in src/jpegstudy.
 import json
-import re
 import sys
+from functools import partial
 
 from jpegstudy import paths
-from jpegstudy.config import ConfigError, check
+from jpegstudy.config import ConfigError, check, wildcard_names
 
 try:
     check(config, workflow.source_path("../config/schema.yaml"))
@@ -14,15 +14,8 @@ except ConfigError as e:
 validate(config, "../config/schema.yaml")  # snakemake's validation: also fills in every default
 
 
-def names_of(mapping, **where):
-    """Names of config entries whose fields match `where`, as a wildcard regex (never-matching if none)."""
-    names = [n for n, v in mapping.items() if all(v.get(k) == want for k, want in where.items())]
-    return "|".join(re.escape(n) for n in names) or "(?!)"
-
-
-def as_json(obj):
-    return json.dumps(obj, sort_keys=True)
-
+as_json = partial(json.dumps, sort_keys=True)
+ENV = "../envs/jpegstudy.yaml"
 
 CLS = config["classification"]
 CLS_DATASET = CLS["dataset"]

@@ -5,12 +5,14 @@ rule prepare_embedded:
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
-        dataset=names_of(config["datasets"], kind="embedded"),
+        dataset=wildcard_names(config["datasets"], kind="embedded"),
         split="train|val",
     params:
         size=lambda w: config["datasets"][w.dataset]["image_size"],
         per_class=lambda w: config["datasets"][w.dataset][f"{w.split}_per_class"],
         seed=config["seed"],
+    conda:
+        ENV
     log:
         paths.log("data", "{dataset}-{split}"),
     message:
@@ -24,7 +26,7 @@ rule prepare_imagenet:
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
-        dataset=names_of(config["datasets"], kind="imagenet"),
+        dataset=wildcard_names(config["datasets"], kind="imagenet"),
         split="train|val",
     params:
         root=lambda w: config["datasets"][w.dataset][w.split],
@@ -35,6 +37,8 @@ rule prepare_imagenet:
         ),
         check=lambda w: "" if config["datasets"][w.dataset]["check_images"] else "--no-check",
     threads: lambda w: config["datasets"][w.dataset]["workers"]
+    conda:
+        ENV
     log:
         paths.log("data", "{dataset}-{split}"),
     message:
@@ -52,6 +56,8 @@ rule compress:
     wildcard_constraints:
         quality=r"\d+",
     threads: lambda w: config["datasets"][w.dataset].get("workers", 1)
+    conda:
+        ENV
     log:
         paths.log("compress", "{dataset}-q{quality}"),
     message:

@@ -21,9 +21,14 @@ rule evaluate_classification:
                 "device": config["device"],
             }
         ),
+        batch_size=CLS["eval_batch_size"],
+        workers=CLS["eval_workers"],
+        device=config["device"],
     threads: config["threads"]
     resources:
         mem_mb=2000,
+    conda:
+        ENV
     log:
         paths.log("evaluate", "classification-{model}-none"),
     benchmark:
@@ -32,6 +37,6 @@ rule evaluate_classification:
         "Evaluating {wildcards.model} (no mitigation) on clean and JPEG Q={QUALITIES} images"
     shell:
         "jpegstudy evaluate --model {wildcards.model} --reference {input.reference} --clean {input.clean}"
-        " --compressed {params.compressed} --params {params.used:q} --rule {rule}"
-        " --batch-size {CLS[eval_batch_size]} --workers {CLS[eval_workers]} --threads {threads}"
-        " --device {config[device]} --out {output.metrics} > {log} 2>&1"
+        " --compressed {params.compressed} --params {params.used:q} --rule evaluate_classification"
+        " --batch-size {params.batch_size} --workers {params.workers} --threads {threads}"
+        " --device {params.device} --out {output.metrics} > {log} 2>&1"

@@ -7,7 +7,7 @@ rule train_reference:
     output:
         model=paths.reference("classification", "{model}"),
     wildcard_constraints:
-        model=names_of(CLS_MODELS, weights="train"),
+        model=wildcard_names(CLS_MODELS, weights="train"),
     params:
         arch=lambda w: CLS_MODELS[w.model].get("arch", w.model),
         train=lambda w: as_json(
@@ -21,6 +21,8 @@ rule train_reference:
     threads: config["threads"]
     resources:
         mem_mb=2000,
+    conda:
+        ENV
     log:
         paths.log("models", "classification-{model}"),
     benchmark:
@@ -38,13 +40,15 @@ rule resolve_model:
     output:
         model=paths.reference("classification", "{model}"),
     wildcard_constraints:
-        model=names_of(
+        model=wildcard_names(
             {n: m for n, m in CLS_MODELS.items() if m["weights"] != "train"}
         ),
     params:
         arch=lambda w: CLS_MODELS[w.model].get("arch", w.model),
         weights=lambda w: CLS_MODELS[w.model]["weights"],
         transform=lambda w: as_json(CLS_MODELS[w.model]["transform"]),
+    conda:
+        ENV
     log:
         paths.log("models", "classification-{model}"),
     message:

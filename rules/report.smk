@@ -8,6 +8,8 @@ rule table_classification:
         metrics=CLS_METRICS,
     output:
         table=paths.table("classification"),
+    conda:
+        ENV
     log:
         paths.log("report", "table-classification"),
     message:
@@ -24,6 +26,8 @@ rule figure_drop_classification:
         png=paths.figure("drop_classification", "png"),
     params:
         figure=as_json(config["report"]["figure"]),
+    conda:
+        ENV
     log:
         paths.log("report", "figure-drop_classification"),
     message:

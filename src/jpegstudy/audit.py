@@ -14,6 +14,7 @@ from jpegstudy.report.figures import RECORDS_KEY
 from jpegstudy.report.metrics import fmt, index
 
 JSREC = re.compile(r"\\jsrec\{([0-9a-f]+)/(\w+)\}\{([^}]*)\}")
+COMMENT = re.compile(r"(?<!\\)%")  # a LaTeX comment starts at an unescaped %
 NUMBER_CELL = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
 
 
@@ -23,7 +24,7 @@ def table_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     untraced = []
     body = re.search(r"\\midrule(.*)\\bottomrule", text, re.S)
     for line in (body.group(1).splitlines() if body else []):
-        line = JSREC.sub("", line.split("%")[0])
+        line = JSREC.sub("", COMMENT.split(line)[0])
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]
     return refs, untraced
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jsonschema
@@ -23,9 +24,15 @@ def _key(path) -> str:
     return out or "(top level)"
 
 
+def wildcard_names(mapping: dict, **where) -> str:
+    """Names of config entries whose fields equal `where`, as a wildcard regex (one that never matches if none)."""
+    names = [n for n, v in mapping.items() if all(v.get(k) == want for k, want in where.items())]
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
 def check(config: dict, schema_path: str | Path) -> None:
     schema = yaml.safe_load(Path(schema_path).read_text())
-    error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(config))
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
         raise ConfigError(f"config {_key(error.absolute_path)}: {error.message}")
     for name, ds in config.get("datasets", {}).items():

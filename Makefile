@@ -1,0 +1,27 @@
+# make study: fresh clone -> .venv -> the whole embedded study.   make test: what CI runs (.ci/run).
+VENV ?= .venv
+PYTHON ?= python3
+CORES ?= all
+BIN := $(VENV)/bin
+# Rules call the `jpegstudy` command, so the venv's bin comes first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: study test install clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+study: install
+	$(BIN)/snakemake --cores $(CORES)
+
+test: install
+	$(BIN)/snakemake --lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf results reports .snakemake

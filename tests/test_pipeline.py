@@ -1,0 +1,130 @@
+"""config/smoke.yaml through snakemake, as a user runs it: every rule, twice, in fresh folders."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from jpegstudy import audit
+from jpegstudy.report.metrics import fmt
+
+from .conftest import REPO
+
+
+def run_snakemake(workdir, *args, config=None):
+    workdir.mkdir(parents=True, exist_ok=True)
+    if config is None:
+        shutil.copy(REPO / "config" / "smoke.yaml", workdir / "config.yaml")
+    else:
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", "-q",
+                           *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    runs = []
+    for name in ("first", "second"):
+        workdir = tmp_path_factory.mktemp(name)
+        result = run_snakemake(workdir)
+        assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(workdir)
+    return runs
+
+
+def metric_values(workdir):
+    out = {}
+    for path in sorted((workdir / "results" / "metrics").rglob("*.json")):
+        for row in json.loads(path.read_text())["rows"]:
+            out[(row["model"], row["quality"])] = (row["top1"], row["top5"], row["n_images"])
+    return out
+
+
+def test_smoke_study_makes_table_figure_and_metrics(smoke_runs):
+    workdir = smoke_runs[0]
+    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    values = metric_values(workdir)
+    models = list(smoke["classification"]["models"])
+    assert set(values) == {(m, q) for m in models for q in [None, *smoke["qualities"]]}
+    assert all(n == 30 for _, _, n in values.values())  # 10 classes x 3 val images
+    for ext in ("pdf", "png"):
+        assert (workdir / "reports" / "figures" / f"drop_classification.{ext}").stat().st_size > 1000
+    for q in smoke["qualities"]:
+        manifest = json.loads((workdir / "results/data/embedded" / f"val-q{q}" / "manifest.json").read_text())
+        assert manifest["source"]["quality"] == q and manifest["images"][0]["path"].endswith(".jpg")
+
+
+def test_table_numbers_equal_the_metric_rows(smoke_runs, capsys):
+    workdir = smoke_runs[0]
+    rows = {}
+    for path in (workdir / "results" / "metrics").rglob("*.json"):
+        rows.update({r["id"]: r for r in json.loads(path.read_text())["rows"]})
+    tex = (workdir / "reports" / "tables" / "classification.tex").read_text()
+    printed = re.findall(r"\\jsrec\{(\w+)/(\w+)\}\{([^}]*)\}", tex)
+    assert len(printed) == len(rows) * 2
+    for row_id, field, text in printed:
+        assert text == fmt(rows[row_id][field])
+    assert audit.audit(str(workdir / "reports/tables/classification.tex"), str(workdir / "results/metrics"))
+    assert f"{len(printed)}/{len(printed)} numbers traced" in capsys.readouterr().out
+
+
+def test_rows_carry_provenance(smoke_runs):
+    path = smoke_runs[0] / "results/metrics/classification/resnet18/none.json"
+    row = json.loads(path.read_text())["rows"][1]
+    prov = row["provenance"]
+    assert row["quality"] == 10 and prov["rule"] == "evaluate_classification"
+    assert prov["inputs"]["manifest"]["path"].endswith("val-q10/manifest.json")
+    assert len(prov["inputs"]["weights"]["sha256"]) == 64
+    assert prov["config"]["qualities"] == [10, 50, 90] and prov["config"]["seed"] == 0
+    assert set(prov["versions"]) >= {"python", "torch", "torchvision", "pillow", "libjpeg"}
+    assert prov["device"].startswith("cpu") and "commit" in prov["git"] and prov["wall_time_s"] > 0
+
+
+def test_two_runs_give_identical_metrics_and_models(smoke_runs):
+    first, second = smoke_runs
+    assert metric_values(first) == metric_values(second)
+    for model in ("resnet18", "mobilenet_v2"):
+        ref = f"results/models/classification/{model}/reference.pt"
+        import torch
+
+        a, b = (torch.load(w / ref, weights_only=True)["state_dict"] for w in (first, second))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lint_passes():
+    result = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "--lint"], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def smoke_with(**changes):
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    for dotted, value in changes.items():
+        *parents, key = dotted.split("__")
+        node = config
+        for p in parents:
+            node = node[p]
+        node[key] = value
+    return config
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"qualities": [0, 50]}, "jpegstudy: config qualities[0]: 0 is less than the minimum of 1"),
+    ({"qualities": [10, 101]}, "jpegstudy: config qualities[1]: 101 is greater than the maximum of 100"),
+    ({"classification__models": {"resnet19": {"weights": "train"}}},
+     "jpegstudy: config classification.models.resnet19: unknown model 'resnet19'; known: efficientnet_b3"),
+    ({"datasets": {"embedded": {"kind": "embedded"}, "imnet": {"kind": "imagenet", "val": "/no/such/imagenet/val"}},
+      "classification__dataset": "imnet"},
+     "jpegstudy: config datasets.imnet.val: /no/such/imagenet/val does not exist"),
+    ({"classification__models__resnet18__weights": "/no/such/r18.pth"},
+     "jpegstudy: config classification.models.resnet18.weights: /no/such/r18.pth is neither 'train'"),
+])
+def test_bad_config_is_one_line_naming_the_key(tmp_path, changes, message):
+    result = run_snakemake(tmp_path, "-n", config=smoke_with(**changes))
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [lines[0]] and lines[0].startswith(message), result.stderr
+    assert not (tmp_path / "results").exists()
