@@ -16,6 +16,9 @@ import torch
 import torchvision
 from torchvision import transforms as T
 
+from jpegstudy import atomic
+from jpegstudy.errors import ModelError
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -44,10 +47,6 @@ INTERPOLATIONS = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.Interpo
                   "nearest": T.InterpolationMode.NEAREST}
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-
-
-class ModelError(ValueError):
-    """A model or checkpoint that cannot be used; the message is one line and says why."""
 
 
 def architecture(name: str) -> Architecture:
@@ -171,8 +170,6 @@ def resolve(arch: str, source: str, classes: list[str]) -> tuple[dict, dict]:
 
 def save_reference(path, *, arch: str, build_kwargs: dict, classes: list[str], transform: dict, source: str,
                    state_dict: dict) -> None:
-    from jpegstudy import atomic
-
     with atomic.output_path(path) as tmp:
         torch.save({"arch": arch, "build_kwargs": build_kwargs, "classes": classes, "transform": transform,
                     "source": source, "state_dict": state_dict}, tmp)

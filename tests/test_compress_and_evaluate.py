@@ -1,0 +1,135 @@
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from jpegstudy import compress, evaluate, jpeg
+from jpegstudy.data import manifest as manifests
+from jpegstudy.data.images import load_rgb
+from jpegstudy.tasks import classification
+
+
+def noisy(size=(24, 16), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+
+
+def make_split(root, files):
+    """A manifest over `files` ({relative name: writer(path)}), labels by order, two classes."""
+    images = []
+    for i, (name, write) in enumerate(files.items()):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        write(root / name)
+        images.append({"path": name, "label": i % 2})
+    m = manifests.Manifest("toy", "val", str(root), ["a", "b"], images)
+    m.write(root / "manifest.json")
+    return root / "manifest.json"
+
+
+def good_files():
+    def rgba(p):
+        a = np.zeros((16, 16, 4), np.uint8)
+        a[:, :8] = (255, 0, 0, 255)  # left half opaque red, right half fully transparent
+        Image.fromarray(a, "RGBA").save(p)
+
+    return {
+        "a/png.png": lambda p: Image.fromarray(noisy()).save(p),
+        "b/gray.jpg": lambda p: Image.fromarray(noisy()[..., 0]).save(p, quality=95),
+        "a/cmyk.jpg": lambda p: Image.fromarray(noisy()).convert("CMYK").save(p, quality=95),
+        "b/rgba.png": rgba,
+    }
+
+
+def test_compress_split_writes_full_resolution_jpegs_with_hashes(tmp_path):
+    src = make_split(tmp_path / "src", good_files())
+    out = compress.compress_split(src, 30, tmp_path / "q30")
+    assert [im["path"] for im in out.images] == ["a/png.jpg", "b/gray.jpg", "a/cmyk.jpg", "b/rgba.jpg"]
+    assert out.source["quality"] == 30 and out.split == "val-q30"
+    back = manifests.read(tmp_path / "q30" / "manifest.json")
+    for i, im in enumerate(back.images):
+        data = back.path_of(i).read_bytes()
+        original = load_rgb(manifests.read(src).path_of(i))
+        assert data == jpeg.compress(original, 30)  # the codec's bytes, of the original at its own size
+        assert Image.open(back.path_of(i)).size == original.size
+        import hashlib
+
+        assert im["sha256"] == hashlib.sha256(data).hexdigest()
+    # transparency is composited onto white, as a viewer shows it
+    rgba = np.asarray(jpeg.decode(back.path_of(3).read_bytes())).astype(int)
+    assert np.abs(rgba[8, 13] - 255).max() <= 3 and rgba[8, 2, 0] > 200 and rgba[8, 2, 1] < 40
+
+
+@pytest.mark.parametrize("name, write, reason", [
+    ("b/cut.jpg", lambda p: p.write_bytes(jpeg.compress(Image.fromarray(noisy((64, 64))), 90)[:700]),
+     "cannot decode image (image file is truncated"),
+    ("b/empty.jpg", lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
+    ("b/notes.jpg", lambda p: p.write_text("not an image"), "not an image Pillow can read"),
+])
+def test_bad_image_fails_naming_it_and_writes_nothing(tmp_path, name, write, reason):
+    src = make_split(tmp_path / "src", {**good_files(), name: write})
+    out = tmp_path / "results" / "val-q10" / "manifest.json"
+    r = subprocess.run(["jpegstudy", "compress", "--manifest", str(src), "--quality", "10", "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"jpegstudy compress: error: {tmp_path / 'src' / name}: {reason}")
+    assert list((tmp_path / "results").iterdir()) == []  # no folder, no temporary left behind
+
+
+@pytest.mark.parametrize("quality", ["0", "101", "ten"])
+def test_bad_quality_on_the_command_line(tmp_path, quality):
+    src = make_split(tmp_path / "src", {"a/x.png": lambda p: Image.fromarray(noisy()).save(p)})
+    r = subprocess.run(["jpegstudy", "compress", "--manifest", str(src), "--quality", quality,
+                        "--out", str(tmp_path / "q" / "manifest.json")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr == (f"jpegstudy compress: error: JPEG quality must be an integer in [1, 100], "
+                        f"got '{quality}'\n")
+    assert not (tmp_path / "q").exists()
+
+
+def test_recompressing_replaces_the_previous_output(tmp_path):
+    src = make_split(tmp_path / "src", {"a/x.png": lambda p: Image.fromarray(noisy()).save(p)})
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "stale.jpg").write_bytes(b"old")
+    compress.compress_split(src, 50, tmp_path / "q", workers=2)
+    assert sorted(p.name for p in (tmp_path / "q").rglob("*") if p.is_file()) == ["manifest.json", "x.jpg"]
+
+
+def test_evaluation_equals_a_hand_loop_over_the_files(tmp_path):
+    files = {f"{'ab'[i % 2]}/{i}.png": (lambda i: lambda p: Image.fromarray(noisy(seed=i)).save(p))(i)
+             for i in range(6)}
+    src = make_split(tmp_path / "src", files)
+    q10 = tmp_path / "q10" / "manifest.json"
+    compress.compress_split(src, 10, q10.parent)
+    torch.manual_seed(0)
+    model = classification.build("resnet18", 2).eval()
+    spec = classification.transform_spec("resnet18", "train", {"resize": 20, "crop": 16}, 16)
+    classification.save_reference(tmp_path / "ref.pt", arch="resnet18", build_kwargs={}, classes=["a", "b"],
+                                  transform=spec, source="train", state_dict=model.state_dict())
+    result = evaluate.evaluate_classification(model_name="r18", reference=str(tmp_path / "ref.pt"), clean=str(src),
+                                              compressed={10: str(q10)}, params={"seed": 0}, rule="test",
+                                              batch_size=4, workers=0, device="cpu")
+    transform = classification.eval_transform(spec)
+    for row, path in zip(result["rows"], [src, q10]):
+        m = manifests.read(path)
+        with torch.no_grad():
+            preds = [model(transform(load_rgb(m.path_of(i)))[None]).argmax().item() for i in range(6)]
+        expected = 100 * sum(p == im["label"] for p, im in zip(preds, m.images)) / 6
+        assert row["top1"] == pytest.approx(expected) and row["top5"] == 100.0 and row["n_images"] == 6
+    assert [r["quality"] for r in result["rows"]] == [None, 10]
+    assert len({r["id"] for r in result["rows"]}) == 2
+    json.dumps(result)  # the metric file is plain JSON
+
+
+def test_evaluation_refuses_a_dataset_with_other_classes(tmp_path):
+    src = make_split(tmp_path / "src", {"a/x.png": lambda p: Image.fromarray(noisy()).save(p)})
+    model = classification.build("resnet18", 3)
+    spec = classification.transform_spec("resnet18", "train", None, 16)
+    classification.save_reference(tmp_path / "ref.pt", arch="resnet18", build_kwargs={}, classes=["a", "b", "c"],
+                                  transform=spec, source="train", state_dict=model.state_dict())
+    with pytest.raises(ValueError, match="its classes differ from those .*ref.pt was trained on"):
+        evaluate.evaluate_classification(model_name="r18", reference=str(tmp_path / "ref.pt"), clean=str(src),
+                                         compressed={}, params={}, rule="test", batch_size=4, workers=0,
+                                         device="cpu")

@@ -1,0 +1,19 @@
+import re
+import tomllib
+
+import yaml
+
+from .conftest import REPO
+
+
+def test_conda_env_and_pyproject_pin_the_same_versions():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO / "envs" / "jpegstudy.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+
+    def pins(reqs):
+        return {re.split("==", r)[0].lower(): r.split("==")[1] for r in reqs}
+
+    assert all("==" in r for r in project), "every dependency is pinned"
+    assert pins(project) == pins(pip)
+    assert pins(project)["torch"] == "2.14.1" and pins(project)["torchvision"] == "0.29.1"
