@@ -4,14 +4,15 @@ import sys
 from functools import partial
 
 from jpegstudy import paths
-from jpegstudy.config import ConfigError, check, wildcard_names
+from jpegstudy.config import ConfigError, check_schema, check_semantics, wildcard_names
 
 try:
-    check(config, workflow.source_path("../config/schema.yaml"))
+    check_schema(config, workflow.source_path("../config/schema.yaml"))
+    validate(config, "../config/schema.yaml")  # snakemake's validation: also fills in every default
+    check_semantics(config)
 except ConfigError as e:
     # One line naming the key, instead of a traceback through the Snakefile.
     sys.exit(f"jpegstudy: {e}")
-validate(config, "../config/schema.yaml")  # snakemake's validation: also fills in every default
 
 
 as_json = partial(json.dumps, sort_keys=True)

@@ -27,12 +27,12 @@ rule prepare_imagenet:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
         dataset=wildcard_names(config["datasets"], kind="imagenet"),
-        split="train|val",
+        split="val",
     params:
         root=lambda w: config["datasets"][w.dataset][w.split],
         ground_truth=lambda w: (
             f"--ground-truth {config['datasets'][w.dataset]['ground_truth']}"
-            if w.split == "val" and config["datasets"][w.dataset].get("ground_truth")
+            if config["datasets"][w.dataset].get("ground_truth")
             else ""
         ),
         check=lambda w: "" if config["datasets"][w.dataset]["check_images"] else "--no-check",

@@ -128,3 +128,41 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, changes, message):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == [lines[0]] and lines[0].startswith(message), result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_own_checkpoint_on_own_imagenet_layout_folder(tmp_path):
+    """How a user evaluates their own model on their own data: a class-folder dataset used in place, a checkpoint
+    with its own preprocessing."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from jpegstudy.tasks import classification
+
+    val = tmp_path / "my-imagenet" / "val"
+    rng = np.random.default_rng(0)
+    for wnid in ("n01440764", "n01443537", "n01484850"):
+        for k in range(2):
+            (val / wnid).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(val / wnid / f"{k}.JPEG")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "mine.pth"
+    torch.save({"epoch": 90, "state_dict": classification.build("resnet18", 3).state_dict()}, ckpt)
+    config = {
+        "qualities": [20], "device": "cpu",
+        "datasets": {"mine": {"kind": "imagenet", "val": str(val)}},
+        "classification": {"dataset": "mine", "eval_batch_size": 4, "models": {"r18": {
+            "arch": "resnet18", "weights": str(ckpt),
+            "transform": {"resize": 36, "crop": 32, "interpolation": "bicubic", "mean": [0.5] * 3,
+                          "std": [0.5] * 3}}}},
+    }
+    result = run_snakemake(tmp_path / "run", config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run/results/data/mine/val/manifest.json").read_text())
+    assert manifest["root"] == str(val) and manifest["classes"] == ["n01440764", "n01443537", "n01484850"]
+    assert not list((tmp_path / "run/results/data/mine/val").glob("**/*.JPEG"))  # referenced, not copied
+    ref = torch.load(tmp_path / "run/results/models/classification/r18/reference.pt", weights_only=True)
+    assert ref["source"] == str(ckpt) and ref["transform"]["resize"] == 36 and ref["transform"]["mean"] == [0.5] * 3
+    rows = json.loads((tmp_path / "run/results/metrics/classification/r18/none.json").read_text())["rows"]
+    assert [(r["quality"], r["n_images"]) for r in rows] == [(None, 6), (20, 6)]
+    assert (tmp_path / "run/reports/tables/classification.tex").exists()

@@ -30,29 +30,34 @@ def wildcard_names(mapping: dict, **where) -> str:
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-def check(config: dict, schema_path: str | Path) -> None:
+def check_schema(config: dict, schema_path: str | Path) -> None:
+    """The schema's verdict as one line (snakemake's own `validate`, which fills in defaults, prints a page)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
     if error is not None:
         raise ConfigError(f"config {_key(error.absolute_path)}: {error.message}")
-    for name, ds in config.get("datasets", {}).items():
-        for key in ("val", "train", "ground_truth"):
+
+
+def check_semantics(config: dict) -> None:
+    """What the schema cannot say; expects the defaults filled in."""
+    for name, ds in config["datasets"].items():
+        for key in ("val", "ground_truth"):
             if ds.get(key) and not Path(ds[key]).exists():
                 raise ConfigError(f"config datasets.{name}.{key}: {ds[key]} does not exist")
-    cls = config.get("classification", {})
-    if cls.get("dataset") not in config.get("datasets", {}):
-        raise ConfigError(f"config classification.dataset: {cls.get('dataset')!r} is not one of datasets "
-                          f"({', '.join(config.get('datasets', {}))})")
+    cls = config["classification"]
+    if cls["dataset"] not in config["datasets"]:
+        raise ConfigError(f"config classification.dataset: {cls['dataset']!r} is not one of datasets "
+                          f"({', '.join(config['datasets']) or 'none defined'})")
     kind = config["datasets"][cls["dataset"]]["kind"]
-    for name, model in cls.get("models", {}).items():
+    for name, model in cls["models"].items():
         arch = model.get("arch", name)
         if arch not in ARCHITECTURES:
             raise ConfigError(f"config classification.models.{name}: unknown model {arch!r}; known: "
                               f"{', '.join(sorted(ARCHITECTURES))}")
-        weights = model.get("weights", "train")
-        if weights == "train" and kind != "embedded" and not config["datasets"][cls["dataset"]].get("train"):
-            raise ConfigError(f"config classification.models.{name}.weights: 'train' needs a training split "
-                              f"(datasets.{cls['dataset']}.train)")
+        weights = model["weights"]
+        if weights == "train" and kind != "embedded":
+            raise ConfigError(f"config classification.models.{name}.weights: 'train' is for embedded datasets only; "
+                              f"give torchvision weights (e.g. IMAGENET1K_V1) or a checkpoint path")
         if weights != "train" and not is_torchvision_weights(weights) and not Path(weights).is_file():
             raise ConfigError(f"config classification.models.{name}.weights: {weights} is neither 'train', a "
                               f"torchvision weights name nor an existing checkpoint file")
