@@ -1,0 +1,61 @@
+import copy
+
+import pytest
+import yaml
+
+from jpegstudy.config import ConfigError, check_schema, check_semantics, wildcard_names
+
+from .conftest import REPO
+
+SCHEMA = REPO / "config" / "schema.yaml"
+
+
+def properties(schema, path=""):
+    """Every (dotted key, subschema) the schema declares."""
+    for name, sub in schema.get("properties", {}).items():
+        yield f"{path}{name}", sub
+        yield from properties(sub, f"{path}{name}.")
+    for name, sub in schema.get("$defs", {}).items():
+        yield from properties(sub, f"$defs.{name}.")
+
+
+def test_every_key_is_described_and_defaults_are_valid():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    keys = list(properties(schema))
+    assert len(keys) > 30
+    for key, sub in keys:
+        assert sub.get("description"), f"{key} has no description"
+    # the defaults alone make a valid config
+    check_schema({}, SCHEMA)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "config/smoke.yaml", "config/paper.yaml"])
+def test_shipped_configs_follow_the_schema(name):
+    check_schema(yaml.safe_load((REPO / name).read_text()), SCHEMA)
+
+
+def test_paper_config_names_the_papers_nine_with_torchvision_weights():
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    models = paper["classification"]["models"]
+    assert len(models) == 9 and {m["weights"] for m in models.values()} == {"IMAGENET1K_V1"}
+
+
+def test_semantic_errors_name_the_key(tmp_path):
+    base = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config = copy.deepcopy(base)
+    config["classification"]["dataset"] = "imagenet"
+    with pytest.raises(ConfigError, match=r"^config classification.dataset: 'imagenet' is not one of datasets "
+                                          r"\(embedded\)$"):
+        check_semantics(config)
+    config = copy.deepcopy(base)
+    config["datasets"]["real"] = {"kind": "imagenet", "val": str(tmp_path)}
+    config["classification"]["dataset"] = "real"
+    with pytest.raises(ConfigError, match=r"^config classification.models.resnet18.weights: 'train' is for "
+                                          r"embedded datasets only"):
+        check_semantics(config)
+
+
+def test_wildcard_names():
+    models = {"a.b": {"weights": "train"}, "c": {"weights": "X"}}
+    assert wildcard_names(models, weights="train") == r"a\.b"
+    assert wildcard_names(models, weights="nothing") == "(?!)"
