@@ -1,5 +1,5 @@
 # jpegstudy: "Analyzing and Mitigating JPEG Compression Defects in Deep Learning" as a Snakemake workflow.
-# The default config is the embedded study (CPU, minutes); see README.md and ../DESIGN notes in docs.
+# The default config is the embedded study (CPU, minutes); README.md says how to run the rest.
 from snakemake.utils import min_version, validate
 
 min_version("9.0")

@@ -18,6 +18,7 @@ rule train_reference:
                 "image_size": config["datasets"][CLS_DATASET].get("image_size"),
             }
         ),
+        device=config["device"],
     threads: config["threads"]
     resources:
         mem_mb=2000,
@@ -31,7 +32,7 @@ rule train_reference:
         "Training the reference classifier {wildcards.model} on {input.train}"
     shell:
         "jpegstudy train-reference --arch {params.arch} --train {input.train} --params {params.train:q}"
-        " --threads {threads} --out {output.model} > {log} 2>&1"
+        " --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
 
 
 rule resolve_model:

@@ -8,8 +8,8 @@ from PIL import Image
 
 from jpegstudy.data import imagenet
 from jpegstudy.data import manifest as manifests
-from jpegstudy.data.images import BadImageError, load_rgb
 from jpegstudy.data.imagenet import ImageNetLayoutError
+from jpegstudy.data.images import BadImageError, load_rgb
 
 
 def write_image(path, mode="RGB", fmt=None, size=8, seed=0):

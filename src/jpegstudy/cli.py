@@ -55,7 +55,7 @@ def cmd_train_reference(a) -> None:
     train = manifests.read(a.train)
     transform = classification.transform_spec(a.arch, "train", p.get("transform"), p["image_size"])
     model = reference.train(a.arch, train, transform, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
-                            weight_decay=p["weight_decay"], seed=p["seed"])
+                            weight_decay=p["weight_decay"], seed=p["seed"], device=a.device)
     classification.save_reference(a.out, arch=a.arch, build_kwargs={}, classes=train.classes, transform=transform,
                                   source="train", state_dict=model.state_dict())
 
@@ -74,7 +74,7 @@ def cmd_resolve_model(a) -> None:
 def cmd_evaluate(a) -> None:
     import torch
 
-    from jpegstudy import evaluate
+    from jpegstudy import atomic, evaluate
 
     torch.set_num_threads(a.threads)
     compressed = {}
@@ -84,7 +84,7 @@ def cmd_evaluate(a) -> None:
     result = evaluate.evaluate_classification(
         model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
         params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device)
-    evaluate.write(result, a.out)
+    atomic.write_json(a.out, result)
 
 
 def cmd_table(a) -> None:
@@ -140,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--train", required=True, help="training manifest")
     s.add_argument("--params", required=True, help="JSON: epochs, batch_size, lr, weight_decay, seed, image_size")
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train_reference)
 

@@ -11,16 +11,11 @@ import time
 import torch
 from tqdm import tqdm
 
-from jpegstudy import atomic, provenance
+from jpegstudy import provenance
 from jpegstudy.data import manifest as manifests
 from jpegstudy.data.loader import loader
+from jpegstudy.devices import device_name, pick_device
 from jpegstudy.tasks import classification
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -60,13 +55,9 @@ def evaluate_classification(*, model_name: str, reference: str, clean: str,
                "quality": quality, **scores}
         row["provenance"] = provenance.record(
             inputs={**weights, **provenance.file_inputs({"manifest": path})}, params=params, rule=rule,
-            wall_time_s=time.perf_counter() - start, device=provenance.device_name(dev), git=git)
+            wall_time_s=time.perf_counter() - start, device=device_name(dev), git=git)
         row = {"id": provenance.row_id(row), **row}
         rows.append(row)
         print(f"{model_name} {MITIGATION} {label}: top-1 {scores['top1']:.2f} top-5 {scores['top5']:.2f} "
               f"({scores['n_images']} images)", flush=True)
     return {"task": "classification", "model": model_name, "mitigation": MITIGATION, "rows": rows}
-
-
-def write(result: dict, out: str) -> None:
-    atomic.write_json(out, result)

@@ -44,12 +44,6 @@ def versions() -> dict:
             "torchvision": torchvision.__version__, "pillow": PIL.__version__, "libjpeg": jpeg.libjpeg_version()}
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 def file_inputs(paths: dict[str, str | Path]) -> dict:
     return {name: {"path": str(p), "sha256": atomic.sha256_file(p)} for name, p in paths.items()}
 

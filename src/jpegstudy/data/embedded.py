@@ -177,6 +177,6 @@ def write_split(out_dir: str | Path, split: str, per_class: int, size: int, seed
         with atomic.output_path(path) as tmp:
             Image.fromarray(scene.image).save(tmp, format="PNG")
         images.append({"path": rel, "label": category, "sha256": atomic.sha256_file(path)})
-    return Manifest(dataset="embedded", split=split, root=".", classes=[class_folder(c) for c in range(len(CATEGORIES))],
-                    images=images, source={"generator": "jpegstudy.data.embedded", "seed": seed, "size": size,
-                                           "per_class": per_class})
+    classes = [class_folder(c) for c in range(len(CATEGORIES))]
+    source = {"generator": "jpegstudy.data.embedded", "seed": seed, "size": size, "per_class": per_class}
+    return Manifest(dataset="embedded", split=split, root=".", classes=classes, images=images, source=source)

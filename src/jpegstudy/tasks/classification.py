@@ -129,18 +129,18 @@ def fit_state_dict(model: torch.nn.Module, state_dict: dict, arch: str, source: 
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {', '.join(missing[:3])}" + (f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""))
-        if unexpected:
-            parts.append(f"unexpected keys {', '.join(unexpected[:3])}"
-                         + (f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3 else ""))
+        parts = [_first_keys(what, keys) for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
         raise ModelError(f"{source}: checkpoint does not fit {arch}: {'; '.join(parts)}")
     for k, v in expected.items():
         if state_dict[k].shape != v.shape:
             raise ModelError(f"{source}: checkpoint does not fit {arch}: {k} has shape {list(state_dict[k].shape)}, "
                              f"the architecture {list(v.shape)}")
     model.load_state_dict(state_dict)
+
+
+def _first_keys(what: str, keys: list[str]) -> str:
+    more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+    return f"{what} keys {', '.join(keys[:3])}{more}"
 
 
 def resolve(arch: str, source: str, classes: list[str]) -> tuple[dict, dict]:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from jpegstudy.data.loader import ManifestDataset
 from jpegstudy.data.manifest import Manifest
+from jpegstudy.devices import pick_device
 from jpegstudy.tasks import classification
 
 
@@ -27,14 +28,16 @@ def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 4) -> torc
 
 
 def train(arch: str, manifest: Manifest, transform: dict, *, epochs: int, batch_size: int, lr: float,
-          weight_decay: float, seed: int) -> torch.nn.Module:
+          weight_decay: float, seed: int, device: str = "cpu") -> torch.nn.Module:
+    """The trained model, on the CPU, in eval mode. Deterministic for `seed` on the CPU."""
+    dev = pick_device(device)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     data = ManifestDataset(manifest, classification.eval_transform(transform))
     # The embedded training set is small: decode it once and keep it in memory.
     images = torch.stack([data[i][0] for i in range(len(data))])
     labels = torch.tensor(manifest.labels)
-    model = classification.build(arch, len(manifest.classes))
+    model = classification.build(arch, len(manifest.classes)).to(dev)
     # AdamW learns the fine-grain evidence within the few epochs a CPU allows; SGD needed 3x as many here.
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(images) / batch_size)
@@ -47,7 +50,7 @@ def train(arch: str, manifest: Manifest, transform: dict, *, epochs: int, batch_
         for start in tqdm(range(0, len(images), batch_size), desc=f"{arch} epoch {epoch + 1}/{epochs}",
                           leave=False, mininterval=5):
             idx = order[start:start + batch_size]
-            x, y = augment(images[idx], generator), labels[idx]
+            x, y = augment(images[idx], generator).to(dev), labels[idx].to(dev)
             logits = model(x)
             loss = torch.nn.functional.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -56,4 +59,4 @@ def train(arch: str, manifest: Manifest, transform: dict, *, epochs: int, batch_
             schedule.step()
             correct += (logits.argmax(1) == y).sum().item()
         print(f"{arch} epoch {epoch + 1}/{epochs}: train top-1 {correct / len(images):.3f}", flush=True)
-    return model.eval()
+    return model.cpu().eval()
