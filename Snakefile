@@ -5,7 +5,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# A --configfile is a whole study and replaces config.yaml (snakemake would otherwise merge the two, mixing the
+# embedded study's models into the user's); --config key=value still overrides single keys of config.yaml.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 include: "rules/common.smk"

@@ -14,14 +14,14 @@ from jpegstudy.report.metrics import fmt
 from .conftest import REPO
 
 
-def run_snakemake(workdir, *args, config=None):
+def run_snakemake(workdir, *args, config=None, quiet=True):
     workdir.mkdir(parents=True, exist_ok=True)
     if config is None:
         shutil.copy(REPO / "config" / "smoke.yaml", workdir / "config.yaml")
     else:
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", "-q",
-                           *args], capture_output=True, text=True)
+    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+                           *(["-q"] if quiet else []), *args], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,15 @@ def test_own_checkpoint_on_own_imagenet_layout_folder(tmp_path):
     rows = json.loads((tmp_path / "run/results/metrics/classification/r18/none.json").read_text())["rows"]
     assert [(r["quality"], r["n_images"]) for r in rows] == [(None, 6), (20, 6)]
     assert (tmp_path / "run/reports/tables/classification.tex").exists()
+
+
+def test_a_configfile_replaces_the_default_study(tmp_path):
+    """`--configfile` is a whole study: the embedded study's models must not be merged into it."""
+    config = smoke_with(classification__models={"vgg": {"arch": "vgg19"}})
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
+    result = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml"),
+                           quiet=False)  # config.yaml in the workdir is the smoke study
+    assert result.returncode == 0, result.stderr[-2000:]
+    plan = result.stdout + result.stderr
+    assert "results/models/classification/vgg/reference.pt" in plan
+    assert "classification/resnet18" not in plan and "classification/mobilenet_v2" not in plan
