@@ -1,5 +1,6 @@
 import json
 import re
+import subprocess
 
 import pytest
 from PIL import Image
@@ -7,6 +8,8 @@ from PIL import Image
 from jpegstudy import audit
 from jpegstudy.report import figures, tables
 from jpegstudy.report.metrics import fmt
+
+from .conftest import needs
 
 
 def metric_file(path, model, values):
@@ -87,3 +90,17 @@ def test_drop_is_reference_minus_quality(metrics):
     d = figures.drops(frame(metrics), "top1").set_index(["model", "quality"])["drop"]
     assert d[("resnet_50", 10)] == pytest.approx(76.13 - 40.5)
     assert d[("vgg19", 50)] == pytest.approx(72.4 - 65.0)
+
+
+@needs("pdflatex")
+def test_table_compiles_with_pdflatex(tmp_path):
+    nine = {None: (100.0, 100.0), **{q: (100.0, 100.0) for q in range(10, 100, 10)}}  # the widest numbers
+    metrics = [metric_file(tmp_path / "m" / f"{m}.json", m, nine) for m in ("resnext101_32x8d", "mobilenet_v2")]
+    tables.write_classification_table(metrics, tmp_path / "table.tex")
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\\usepackage{booktabs,graphicx}\\begin{document}"
+                                      "\\input{table.tex}\\end{document}\n")
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert "Overfull \\hbox" not in r.stdout  # the table fits the text width
+    assert (tmp_path / "doc.pdf").read_bytes().startswith(b"%PDF")
