@@ -1,10 +1,18 @@
 # Config checking and the small helpers every rule file uses. No study logic here: that lives in src/jpegstudy.
 import json
+import shlex
 import sys
 from functools import partial
 
 from jpegstudy import paths
-from jpegstudy.config import ConfigError, check_schema, check_semantics, wildcard_names
+from jpegstudy.config import (
+    ConfigError,
+    check_schema,
+    check_semantics,
+    checkpoint_file,
+    ground_truth_files,
+    wildcard_names,
+)
 
 try:
     check_schema(config, workflow.source_path("../config/schema.yaml"))
@@ -16,6 +24,7 @@ except ConfigError as e:
 
 
 as_json = partial(json.dumps, sort_keys=True)
+
 ENV = "../envs/jpegstudy.yaml"
 
 CLS = config["classification"]

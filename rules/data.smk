@@ -18,11 +18,14 @@ rule prepare_embedded:
     message:
         "Generating the {wildcards.split} split of the embedded dataset {wildcards.dataset}"
     shell:
-        "jpegstudy prepare-embedded --split {wildcards.split} --per-class {params.per_class}"
+        "jpegstudy prepare-embedded --dataset {wildcards.dataset} --split {wildcards.split}"
+        " --per-class {params.per_class}"
         " --size {params.size} --seed {params.seed} --out {output.manifest} > {log} 2>&1"
 
 
 rule prepare_imagenet:
+    input:
+        ground_truth=lambda w: ground_truth_files(config["datasets"][w.dataset]),
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
@@ -30,10 +33,8 @@ rule prepare_imagenet:
         split="val",
     params:
         root=lambda w: config["datasets"][w.dataset][w.split],
-        ground_truth=lambda w: (
-            f"--ground-truth {config['datasets'][w.dataset]['ground_truth']}"
-            if config["datasets"][w.dataset].get("ground_truth")
-            else ""
+        ground_truth=lambda w, input: (
+            f"--ground-truth {shlex.quote(input.ground_truth[0])}" if input.ground_truth else ""
         ),
         check=lambda w: "" if config["datasets"][w.dataset]["check_images"] else "--no-check",
     threads: lambda w: config["datasets"][w.dataset]["workers"]
@@ -44,7 +45,8 @@ rule prepare_imagenet:
     message:
         "Listing {params.root} as the {wildcards.split} split of {wildcards.dataset} (in place, not copied)"
     shell:
-        "jpegstudy prepare-imagenet --root {params.root:q} --split {wildcards.split} {params.ground_truth}"
+        "jpegstudy prepare-imagenet --dataset {wildcards.dataset} --root {params.root:q} --split {wildcards.split}"
+        " {params.ground_truth}"
         " {params.check} --workers {threads} --out {output.manifest} > {log} 2>&1"
 
 
@@ -54,8 +56,8 @@ rule compress:
     output:
         manifest=paths.manifest("{dataset}", "val-q{quality}"),
     wildcard_constraints:
-        quality=r"\d+",
-    threads: lambda w: config["datasets"][w.dataset].get("workers", 1)
+        quality=r"[1-9][0-9]?|100",  # as written in config: no leading zeros
+    threads: lambda w: config["datasets"][w.dataset]["workers"]
     conda:
         ENV
     log:

@@ -38,6 +38,7 @@ rule train_reference:
 rule resolve_model:
     input:
         classes=paths.manifest(CLS_DATASET, "val"),
+        checkpoint=lambda w: checkpoint_file(CLS_MODELS[w.model]["weights"]),
     output:
         model=paths.reference("classification", "{model}"),
     wildcard_constraints:

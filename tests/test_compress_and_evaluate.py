@@ -133,3 +133,19 @@ def test_evaluation_refuses_a_dataset_with_other_classes(tmp_path):
         evaluate.evaluate_classification(model_name="r18", reference=str(tmp_path / "ref.pt"), clean=str(src),
                                          compressed={}, params={}, rule="test", batch_size=4, workers=0,
                                          device="cpu")
+
+
+def test_sixteen_bit_grayscale_keeps_its_levels(tmp_path):
+    levels = (np.arange(16 * 16).reshape(16, 16) * 256).astype(np.uint16)  # 0 .. 65280
+    Image.fromarray(levels).save(tmp_path / "deep.png")
+    rgb = np.asarray(load_rgb(tmp_path / "deep.png"))
+    assert rgb.shape == (16, 16, 3) and rgb[0, 0].tolist() == [0, 0, 0] and rgb[8, 0].tolist() == [128] * 3
+
+
+def test_cuda_without_a_gpu_is_one_line():
+    from jpegstudy.devices import pick_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match=r"^device 'cuda': torch sees no CUDA GPU here \(use device: auto or cpu\)$"):
+        pick_device("cuda")

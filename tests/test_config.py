@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from jpegstudy.config import ConfigError, check_schema, check_semantics, wildcard_names
 
@@ -11,9 +12,9 @@ SCHEMA = REPO / "config" / "schema.yaml"
 
 
 def properties(schema, path=""):
-    """Every (dotted key, subschema) the schema declares."""
+    """Every (dotted key, subschema, required by its parent) the schema declares."""
     for name, sub in schema.get("properties", {}).items():
-        yield f"{path}{name}", sub
+        yield f"{path}{name}", sub, name in schema.get("required", [])
         yield from properties(sub, f"{path}{name}.")
     for name, sub in schema.get("$defs", {}).items():
         yield from properties(sub, f"$defs.{name}.")
@@ -23,10 +24,18 @@ def test_every_key_is_described_and_defaults_are_valid():
     schema = yaml.safe_load(SCHEMA.read_text())
     keys = list(properties(schema))
     assert len(keys) > 30
-    for key, sub in keys:
-        assert sub.get("description"), f"{key} has no description"
-    # the defaults alone make a valid config
-    check_schema({}, SCHEMA)
+    for key, sub, required in keys:
+        description = sub.get("description", "")
+        assert description, f"{key} has no description"
+        assert "default" in sub or required or description.startswith(("Optional", "imagenet, ")), \
+            f"{key}: neither a default nor said to be optional/required"
+    # the defaults alone make a valid config: the embedded study
+    config = {}
+    check_schema(config, SCHEMA)
+    validate(config, str(SCHEMA))  # snakemake's, which fills the defaults in
+    check_semantics(config)
+    assert list(config["classification"]["models"]) == ["resnet18", "mobilenet_v2"]
+    assert config["datasets"]["embedded"]["image_size"] == 48
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "config/smoke.yaml", "config/paper.yaml"])
@@ -52,6 +61,16 @@ def test_semantic_errors_name_the_key(tmp_path):
     config["classification"]["dataset"] = "real"
     with pytest.raises(ConfigError, match=r"^config classification.models.resnet18.weights: 'train' is for "
                                           r"embedded datasets only"):
+        check_semantics(config)
+
+
+def test_imagenet_needs_val_and_small_images_refuse_inception():
+    with pytest.raises(ConfigError, match=r"^config datasets.imnet: 'val' is a required property$"):
+        check_schema({"datasets": {"imnet": {"kind": "imagenet"}}}, SCHEMA)
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["classification"]["models"] = {"inc": {"arch": "inception_v3", "weights": "train"}}
+    with pytest.raises(ConfigError, match=r"^config classification.models.inc: inception_v3 needs images of at least "
+                                          r"75 px, datasets.embedded.image_size is 32$"):
         check_semantics(config)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,6 +12,10 @@ from jpegstudy.data import imagenet
 from jpegstudy.data import manifest as manifests
 from jpegstudy.data.imagenet import ImageNetLayoutError
 from jpegstudy.data.images import BadImageError, load_rgb
+
+
+def paths_and_labels(m):
+    return [{"path": im["path"], "label": im["label"]} for im in m.images]
 
 
 def write_image(path, mode="RGB", fmt=None, size=8, seed=0):
@@ -51,6 +57,13 @@ def assert_round_trip(m, tmp_path):
 
 # --- class folders -------------------------------------------------------------------------------------------------
 
+def test_loose_images_beside_class_folders_are_refused(tmp_path):
+    write_image(tmp_path / "val" / "n01440764" / "a.JPEG", fmt="JPEG")
+    write_image(tmp_path / "val" / "ILSVRC2012_val_00000001.JPEG", fmt="JPEG")
+    with pytest.raises(ImageNetLayoutError, match="images lie both in class folders and directly in the folder"):
+        imagenet.manifest(tmp_path / "val", "val")
+
+
 def test_class_folders_layout(tmp_path):
     root = tmp_path / "train"
     write_image(root / "n02084071" / "dog_1.JPEG", fmt="JPEG")
@@ -69,13 +82,15 @@ def test_class_folders_layout(tmp_path):
     assert m.dataset == "imagenet" and m.split == "train"
     assert m.root == str(root.resolve())
     assert m.classes == ["n01440764", "n01530575", "n02084071"]
-    assert m.images == [
+    assert paths_and_labels(m) == [
         {"path": "n01440764/deeper/fish_2.WEBP", "label": 0},
         {"path": "n01440764/fish_1.jpeg", "label": 0},
         {"path": "n02084071/dog_1.JPEG", "label": 2},
         {"path": "n02084071/dog_2.png", "label": 2},
     ]
     assert m.source == {"layout": "folders", "ground_truth": None}
+    # checked images carry the sha256 of their bytes: provenance names exactly what a number was measured on
+    assert m.images[2]["sha256"] == hashlib.sha256((root / "n02084071" / "dog_1.JPEG").read_bytes()).hexdigest()
     # referenced in place: the manifest's paths are the original files, nothing was copied
     assert m.path_of(2) == root.resolve() / "n02084071" / "dog_1.JPEG"
     assert m.path_of(2).samefile(root / "n02084071" / "dog_1.JPEG")
@@ -166,7 +181,7 @@ def test_kaggle_csv(tmp_path):
     m = imagenet.manifest(root, "val", ground_truth=gt)
 
     assert m.classes == ["n01440764", "n01751748", "n02084071"]
-    assert m.images == [{"path": val_name(1), "label": 1}, {"path": val_name(2), "label": 0},
+    assert paths_and_labels(m) == [{"path": val_name(1), "label": 1}, {"path": val_name(2), "label": 0},
                         {"path": val_name(3), "label": 2}]
     assert m.source["layout"] == "flat" and m.source["ground_truth_format"] == "kaggle"
     assert m.source["ground_truth"] == str(gt.resolve())
@@ -191,7 +206,7 @@ def test_pairs_file(tmp_path):
     m = imagenet.manifest(root, "val", ground_truth=gt, check=False)
 
     assert m.classes == ["n01440764", "n02084071", "n09999999"]
-    assert m.images == [{"path": val_name(1), "label": 2}, {"path": val_name(2), "label": 0},
+    assert paths_and_labels(m) == [{"path": val_name(1), "label": 2}, {"path": val_name(2), "label": 0},
                         {"path": val_name(3), "label": 1}, {"path": val_name(4), "label": 0}]
     assert m.source["ground_truth_format"] == "pairs"
     assert_round_trip(m, tmp_path)
@@ -233,7 +248,7 @@ def test_devkit_ground_truth_maps_ids_through_meta_mat(tmp_path):
 
     # by hand: sorted leaf wnids n01 (ID 2) -> 0, n02 (ID 3) -> 1, n03 (ID 1) -> 2, n04 (ID 5, no image) -> 3
     assert m.classes == ["n01000000", "n02000000", "n03000000", "n04000000"]
-    assert m.images == [{"path": val_name(1), "label": 2}, {"path": val_name(2), "label": 1},
+    assert paths_and_labels(m) == [{"path": val_name(1), "label": 2}, {"path": val_name(2), "label": 1},
                         {"path": val_name(3), "label": 0}, {"path": val_name(4), "label": 2}]
     assert m.source["ground_truth_format"] == "devkit"
     assert m.source["meta_mat"] == str(gt.parent / "meta.mat")

@@ -1,5 +1,6 @@
 """config/smoke.yaml through snakemake, as a user runs it: every rule, twice, in fresh folders."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -83,9 +84,13 @@ def test_rows_carry_provenance(smoke_runs):
     assert prov["device"].startswith("cpu") and "commit" in prov["git"] and prov["wall_time_s"] > 0
 
 
-def test_two_runs_give_identical_metrics_and_models(smoke_runs):
+def test_two_runs_give_identical_metrics_models_and_reports(smoke_runs):
     first, second = smoke_runs
     assert metric_values(first) == metric_values(second)
+    # byte for byte: weights (hence every sha256 and row id), the table and the figures
+    for rel in ("results/models/classification/resnet18/reference.pt", "reports/tables/classification.tex",
+                "reports/figures/drop_classification.pdf", "reports/figures/drop_classification.png"):
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     for model in ("resnet18", "mobilenet_v2"):
         ref = f"results/models/classification/{model}/reference.pt"
         import torch
@@ -130,27 +135,29 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, changes, message):
     assert not (tmp_path / "results").exists()
 
 
-def test_own_checkpoint_on_own_imagenet_layout_folder(tmp_path):
-    """How a user evaluates their own model on their own data: a class-folder dataset used in place, a checkpoint
-    with its own preprocessing."""
+def test_own_checkpoint_on_own_flat_imagenet_folder(tmp_path):
+    """How a user evaluates their own model on their own data: a flat val folder with a ground-truth file, used in
+    place (in a path with a space), a checkpoint with its own preprocessing; replacing the checkpoint reruns."""
     import numpy as np
     import torch
     from PIL import Image
 
     from jpegstudy.tasks import classification
 
-    val = tmp_path / "my-imagenet" / "val"
+    val = tmp_path / "my imagenet" / "val"
+    val.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for wnid in ("n01440764", "n01443537", "n01484850"):
-        for k in range(2):
-            (val / wnid).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(val / wnid / f"{k}.JPEG")
+    wnids = ["n01484850", "n01440764", "n01443537"] * 2
+    for i, wnid in enumerate(wnids, 1):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(val / f"ILSVRC2012_val_{i:08d}.JPEG")
+    gt = tmp_path / "my imagenet" / "val labels.txt"
+    gt.write_text("".join(f"ILSVRC2012_val_{i:08d}.JPEG {w}\n" for i, w in enumerate(wnids, 1)))
     torch.manual_seed(0)
     ckpt = tmp_path / "mine.pth"
     torch.save({"epoch": 90, "state_dict": classification.build("resnet18", 3).state_dict()}, ckpt)
     config = {
         "qualities": [20], "device": "cpu",
-        "datasets": {"mine": {"kind": "imagenet", "val": str(val)}},
+        "datasets": {"mine": {"kind": "imagenet", "val": str(val), "ground_truth": str(gt)}},
         "classification": {"dataset": "mine", "eval_batch_size": 4, "models": {"r18": {
             "arch": "resnet18", "weights": str(ckpt),
             "transform": {"resize": 36, "crop": 32, "interpolation": "bicubic", "mean": [0.5] * 3,
@@ -160,12 +167,19 @@ def test_own_checkpoint_on_own_imagenet_layout_folder(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     manifest = json.loads((tmp_path / "run/results/data/mine/val/manifest.json").read_text())
     assert manifest["root"] == str(val) and manifest["classes"] == ["n01440764", "n01443537", "n01484850"]
+    assert [im["label"] for im in manifest["images"]] == [2, 0, 1, 2, 0, 1] and manifest["dataset"] == "mine"
     assert not list((tmp_path / "run/results/data/mine/val").glob("**/*.JPEG"))  # referenced, not copied
     ref = torch.load(tmp_path / "run/results/models/classification/r18/reference.pt", weights_only=True)
     assert ref["source"] == str(ckpt) and ref["transform"]["resize"] == 36 and ref["transform"]["mean"] == [0.5] * 3
     rows = json.loads((tmp_path / "run/results/metrics/classification/r18/none.json").read_text())["rows"]
     assert [(r["quality"], r["n_images"]) for r in rows] == [(None, 6), (20, 6)]
+    assert rows[0]["provenance"]["inputs"]["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert (tmp_path / "run/reports/tables/classification.tex").exists()
+    # a new checkpoint under the same path is a new model: snakemake plans to resolve and evaluate it again
+    torch.save(classification.build("resnet18", 3).state_dict(), ckpt)
+    plan = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "run"), "-n"],
+                          capture_output=True, text=True)
+    assert "resolve_model" in plan.stdout and "evaluate_classification" in plan.stdout, plan.stdout[-2000:]
 
 
 def test_a_configfile_replaces_the_default_study(tmp_path):

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from jpegstudy import audit
+from jpegstudy import audit, provenance
 from jpegstudy.report import figures, tables
 from jpegstudy.report.metrics import fmt
 
@@ -16,13 +16,14 @@ def metric_file(path, model, values):
     """A metric file as evaluate writes it; values: {quality or None: (top1, top5)}."""
     rows = []
     for q, (top1, top5) in values.items():
-        rows.append({"id": f"{abs(hash((model, q))) % 16**12:012x}", "task": "classification", "model": model,
+        rows.append({"task": "classification", "model": model,
                      "mitigation": "none", "dataset": "embedded", "quality": q, "top1": top1, "top5": top5,
                      "n_images": 500, "provenance": {
                          "inputs": {"weights": {"path": "w.pt", "sha256": "ab" * 32},
                                     "manifest": {"path": "m.json", "sha256": "cd" * 32}},
                          "config": {}, "git": {"commit": "0123456789abcdef", "dirty": False}, "versions": {},
                          "rule": "evaluate_classification", "wall_time_s": 1.0, "device": "cpu", "host": "h"}})
+        rows[-1] = {"id": provenance.row_id(rows[-1]), **rows[-1]}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"task": "classification", "model": model, "mitigation": "none", "rows": rows}))
     return path
@@ -70,6 +71,24 @@ def test_audit_catches_edited_and_untraced_numbers(metrics, tmp_path, capsys):
     out.write_text(re.sub(r"\\jsrec\{\w+/top5\}\{90.00\}", "90.00", tex, count=1))
     assert not audit.audit(str(out), str(tmp_path / "m"))
     assert "UNTRACED 90.00" in capsys.readouterr().out
+
+
+def test_audit_catches_an_edited_metric_file(metrics, tmp_path, capsys):
+    out = tmp_path / "t.tex"
+    tables.write_classification_table(metrics, out)
+    # someone edits a value in the metric file and the table to match: the row no longer hashes to its id
+    data = json.loads(metrics[0].read_text())
+    data["rows"][1]["top1"] = 45.5
+    metrics[0].write_text(json.dumps(data))
+    out.write_text(out.read_text().replace("{40.50}", "{45.50}", 1))
+    assert not audit.audit(str(out), str(tmp_path / "m"))
+    assert f"ALTERED  {data['rows'][1]['id']}/top1" in capsys.readouterr().out
+
+
+def test_a_broken_metric_file_is_named(metrics, tmp_path):
+    metrics[1].write_text("{not json")
+    with pytest.raises(ValueError, match=r"vgg19/none.json: not a metric file \(Expecting property name"):
+        tables.classification_table(metrics)
 
 
 def test_figure_carries_row_refs_in_pdf_and_png(metrics, tmp_path, capsys):

@@ -2,7 +2,8 @@
 
 Tables print numbers as \\jsrec{<row id>/<field>}{<text>}; figures list the refs they plot in their metadata.
 Each ref is looked up among the metric files, and a printed text must equal the row's value as the reports
-format it. A number in a table's body that is not a \\jsrec is reported as untraced.
+format it, and the row's content must still hash to its id (an edited metric file is caught). A number in a
+table's tabular that is not a \\jsrec is reported as untraced.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from jpegstudy import provenance
 from jpegstudy.report.figures import RECORDS_KEY
 from jpegstudy.report.metrics import fmt, index
 
@@ -22,8 +24,7 @@ def table_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(id, field, printed text) of every \\jsrec, and the plain numbers left in body cells."""
     refs = JSREC.findall(text)
     untraced = []
-    body = re.search(r"\\midrule(.*)\\bottomrule", text, re.S)
-    for line in (body.group(1).splitlines() if body else []):
+    for line in "\n".join(re.findall(r"\\begin\{tabular\}(.*?)\\end\{tabular\}", text, re.S)).splitlines():
         line = JSREC.sub("", COMMENT.split(line)[0])
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]
     return refs, untraced
@@ -70,7 +71,10 @@ def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True)
             print(f"MISSING  {row_id}/{field}: no such metric row under {metrics_dir}")
             continue
         value = fmt(row[field])
-        if printed is not None and printed != value:
+        if provenance.row_id(row) != row_id:
+            problems += 1
+            print(f"ALTERED  {row_id}/{field}: {row['source']} holds a row whose content no longer gives this id")
+        elif printed is not None and printed != value:
             problems += 1
             print(f"MISMATCH {printed} printed, {value} in {row['source']}#{row_id} {field}")
         elif verbose:

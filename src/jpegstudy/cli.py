@@ -21,7 +21,7 @@ def cmd_prepare_embedded(a) -> None:
 
     out = Path(a.out)  # .../{split}/manifest.json; the images go beside it
     with atomic.output_dir(out.parent) as tmp:
-        manifest = embedded.write_split(tmp, a.split, a.per_class, a.size, a.seed)
+        manifest = embedded.write_split(tmp, a.split, a.per_class, a.size, a.seed, dataset=a.dataset)
         manifest.write(tmp / out.name)
     print(f"{out}: {len(manifest.images)} images in {len(manifest.classes)} classes")
 
@@ -30,7 +30,7 @@ def cmd_prepare_imagenet(a) -> None:
     from jpegstudy.data import imagenet
 
     manifest = imagenet.manifest(a.root, a.split, ground_truth=a.ground_truth, check=not a.no_check,
-                                 workers=a.workers)
+                                 workers=a.workers, dataset=a.dataset)
     manifest.write(a.out)
     print(f"{a.out}: {len(manifest.images)} images in {len(manifest.classes)} classes, referenced in {a.root}")
 
@@ -112,6 +112,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("prepare-embedded", help="generate one split of the embedded dataset (PNG, ImageNet layout)")
+    s.add_argument("--dataset", default="embedded", help="the dataset's name in config")
     s.add_argument("--split", required=True)
     s.add_argument("--per-class", type=int, required=True)
     s.add_argument("--size", type=int, required=True)
@@ -120,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_prepare_embedded)
 
     s = sub.add_parser("prepare-imagenet", help="reference an ImageNet-layout folder in place through a manifest")
+    s.add_argument("--dataset", default="imagenet", help="the dataset's name in config")
     s.add_argument("--root", required=True, help="the split's folder: class folders, or flat with --ground-truth")
     s.add_argument("--split", required=True)
     s.add_argument("--ground-truth", help="labels of a flat folder (see jpegstudy.data.imagenet)")

@@ -10,11 +10,17 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from jpegstudy.data.imagenet import devkit_meta
 from jpegstudy.tasks.classification import ARCHITECTURES, is_torchvision_weights
 
 
 class ConfigError(ValueError):
     pass
+
+
+# Architectures whose downsampling needs larger inputs than the embedded images may have (torchvision's Inception
+# fails below 75 px); the others run at 16 px and up.
+MIN_TRAIN_SIZE = {"inception_v3": 75}
 
 
 def _key(path) -> str:
@@ -28,6 +34,17 @@ def wildcard_names(mapping: dict, **where) -> str:
     """Names of config entries whose fields equal `where`, as a wildcard regex (one that never matches if none)."""
     names = [n for n, v in mapping.items() if all(v.get(k) == want for k, want in where.items())]
     return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def checkpoint_file(weights: str) -> list[str]:
+    """The checkpoint file of a weight source, as a rule input (so replacing it reruns what depends on it)."""
+    return [weights] if Path(weights).is_file() else []
+
+
+def ground_truth_files(dataset: dict) -> list[str]:
+    """The label files of a dataset, as rule inputs: its ground truth, and the devkit's meta.mat beside it."""
+    gt = dataset.get("ground_truth")
+    return [gt, *devkit_meta(gt)] if gt else []
 
 
 def check_schema(config: dict, schema_path: str | Path) -> None:
@@ -55,6 +72,10 @@ def check_semantics(config: dict) -> None:
             raise ConfigError(f"config classification.models.{name}: unknown model {arch!r}; known: "
                               f"{', '.join(sorted(ARCHITECTURES))}")
         weights = model["weights"]
+        size = config["datasets"][cls["dataset"]].get("image_size", 0)
+        if weights == "train" and size < MIN_TRAIN_SIZE.get(arch, 0):
+            raise ConfigError(f"config classification.models.{name}: {arch} needs images of at least "
+                              f"{MIN_TRAIN_SIZE[arch]} px, datasets.{cls['dataset']}.image_size is {size}")
         if weights == "train" and kind != "embedded":
             raise ConfigError(f"config classification.models.{name}.weights: 'train' is for embedded datasets only; "
                               f"give torchvision weights (e.g. IMAGENET1K_V1) or a checkpoint path")

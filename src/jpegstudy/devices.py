@@ -11,7 +11,10 @@ def pick_device(name: str) -> torch.device:
     """`auto` takes the GPU when torch sees one; anything else is a torch device string (cpu, cuda:1)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: torch sees no CUDA GPU here (use device: auto or cpu)")
+    return device
 
 
 def device_name(device: torch.device) -> str:

@@ -42,6 +42,8 @@ def evaluate_classification(*, model_name: str, reference: str, clean: str,
     transform = classification.eval_transform(meta["transform"])
     git = provenance.git_state()
     weights = provenance.file_inputs({"weights": reference})
+    if meta.get("source_sha256"):  # the user's checkpoint the reference was resolved from
+        weights["checkpoint"] = {"path": meta["source"], "sha256": meta["source_sha256"]}
     rows = []
     sets = [(None, clean)] + sorted(compressed.items())
     for quality, path in sets:

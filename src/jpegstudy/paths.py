@@ -10,10 +10,6 @@ def manifest(dataset: str, split: str) -> str:
     return f"{RESULTS}/data/{dataset}/{split}/manifest.json"
 
 
-def compressed_split(quality) -> str:
-    return f"val-q{quality}"
-
-
 def reference(task: str, model: str) -> str:
     return f"{RESULTS}/models/{task}/{model}/reference.pt"
 

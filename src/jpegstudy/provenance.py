@@ -36,7 +36,8 @@ def git_state(path: Path | None = None) -> dict:
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    # Untracked files count too: a new module the code imports changes what ran. results/ etc. are git-ignored.
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain"))}
 
 
 def versions() -> dict:
@@ -55,7 +56,7 @@ def record(*, inputs: dict, params: dict, rule: str, wall_time_s: float, device:
 
 def row_id(row: dict) -> str:
     """A short id that changes whenever the row's values or anything in its provenance change."""
-    content = {k: v for k, v in row.items() if k not in ("id",)}
+    content = {k: v for k, v in row.items() if k not in ("id", "source")}  # source: where a report read it
     # wall time and host vary between identical runs; they are not part of what the number *is*
     prov = {k: v for k, v in content.get("provenance", {}).items() if k not in ("wall_time_s", "host")}
     content["provenance"] = prov

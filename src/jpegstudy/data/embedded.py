@@ -166,7 +166,8 @@ def scenes(seed: int, split: str, per_class: int, size: int):
         yield i, category, make_scene(rng, category, size)
 
 
-def write_split(out_dir: str | Path, split: str, per_class: int, size: int, seed: int) -> Manifest:
+def write_split(out_dir: str | Path, split: str, per_class: int, size: int, seed: int,
+                dataset: str = "embedded") -> Manifest:
     """Write a split as PNGs in ImageNet's class-folder layout and return its manifest (root: `out_dir`)."""
     out_dir = Path(out_dir)
     images = []
@@ -179,4 +180,4 @@ def write_split(out_dir: str | Path, split: str, per_class: int, size: int, seed
         images.append({"path": rel, "label": category, "sha256": atomic.sha256_file(path)})
     classes = [class_folder(c) for c in range(len(CATEGORIES))]
     source = {"generator": "jpegstudy.data.embedded", "seed": seed, "size": size, "per_class": per_class}
-    return Manifest(dataset="embedded", split=split, root=".", classes=classes, images=images, source=source)
+    return Manifest(dataset=dataset, split=split, root=".", classes=classes, images=images, source=source)

@@ -37,10 +37,11 @@ class ImageNetLayoutError(ValueError):
 
 
 def manifest(root: str | os.PathLike, split: str, ground_truth: str | os.PathLike | None = None, check: bool = True,
-             workers: int = 1) -> Manifest:
+             workers: int = 1, dataset: str = "imagenet") -> Manifest:
     """List a split in place: class folders when `ground_truth` is None, else a flat folder labelled by it.
 
-    With `check`, every image is decoded (in `workers` processes), so a bad file fails here, with its name.
+    With `check`, every image is decoded (in `workers` processes), so a bad file fails here, with its name, and its
+    sha256 is recorded: provenance can then tell exactly which bytes a number was measured on.
     """
     root = Path(root).expanduser().absolute()
     if not root.is_dir():
@@ -53,8 +54,9 @@ def manifest(root: str | os.PathLike, split: str, ground_truth: str | os.PathLik
         classes, labels, source = _flat(root, Path(ground_truth).expanduser())
     images = [{"path": path, "label": labels[path]} for path in sorted(labels)]
     if check:
-        _decode_all([root / im["path"] for im in images], workers)
-    return Manifest(dataset="imagenet", split=split, root=str(root), classes=classes, images=images, source=source)
+        for im, digest in zip(images, _decode_all([root / im["path"] for im in images], workers)):
+            im["sha256"] = digest
+    return Manifest(dataset=dataset, split=split, root=str(root), classes=classes, images=images, source=source)
 
 
 def _is_image(name: str) -> bool:
@@ -70,8 +72,12 @@ def _class_folders(root: Path) -> tuple[list[str], dict[str, int]]:
             subfolders[:] = [d for d in subfolders if not d.startswith(".")]
             for name in filter(_is_image, files):
                 labels[(Path(folder) / name).relative_to(root).as_posix()] = label
+    loose = any(_is_image(p.name) and p.is_file() for p in root.iterdir())
+    if labels and loose:
+        raise ImageNetLayoutError(f"{root}: images lie both in class folders and directly in the folder; a flat "
+                                  "folder needs a ground-truth file, a class-folder layout no loose images")
     if not labels:
-        if any(_is_image(p.name) and p.is_file() for p in root.iterdir()):
+        if loose:
             raise ImageNetLayoutError(f"{root}: images lie directly in the folder; a flat folder needs a "
                                       "ground-truth file (--ground-truth)")
         raise ImageNetLayoutError(f"{root}: no images ({' '.join(IMAGE_EXTENSIONS)}) in class folders")
@@ -132,11 +138,18 @@ def _pair_entries(gt: Path, lines):
 
 
 def _devkit_entries(gt: Path, lines, id_to_wnid: dict[int, str], meta_name: str):
-    for i, (n, line) in enumerate(lines, 1):
+    for n, line in lines:
         if not line.isdigit() or int(line) not in id_to_wnid:
             raise _bad_line(gt, n, f"the ILSVRC2012_ID of a leaf synset of {meta_name}", line)
-        # The image is named, not taken by position, so a missing file is reported instead of shifting every label.
-        yield n, f"ILSVRC2012_val_{i:08d}", id_to_wnid[int(line)]
+        # Line n labels image n: the image is named, not taken by position, so a missing file (or a blank line) is
+        # reported instead of shifting every later label.
+        yield n, f"ILSVRC2012_val_{n:08d}", id_to_wnid[int(line)]
+
+
+def devkit_meta(ground_truth: str | os.PathLike) -> list[str]:
+    """[meta.mat beside `ground_truth`] if there is one (the devkit's labels depend on it too), else []."""
+    meta = Path(ground_truth).expanduser().parent / DEVKIT_META
+    return [str(meta)] if meta.is_file() else []
 
 
 def _leaf_synsets(meta: Path) -> dict[int, str]:
@@ -185,19 +198,18 @@ def _more(count: int, what: str) -> str:
     return f" (and {count} more {what}{'s' if count > 1 else ''})" if count else ""
 
 
-def _decode(path: Path) -> None:
+def _decode(path: Path) -> str:
     load_rgb(path)  # raises BadImageError naming the file
+    return atomic.sha256_file(path)
 
 
-def _decode_all(paths: list[Path], workers: int) -> None:
+def _decode_all(paths: list[Path], workers: int) -> list[str]:
+    """Decode every image (the first bad one raises) and return the files' sha256s, in order."""
     if workers <= 1:
-        for path in paths:
-            _decode(path)
-        return
+        return [_decode(path) for path in paths]
     with ProcessPoolExecutor(workers) as pool:
         try:
-            for _ in pool.map(_decode, paths, chunksize=64):  # chunks: ImageNet's images are many and small
-                pass
+            return list(pool.map(_decode, paths, chunksize=64))  # chunks: ImageNet's images are many and small
         except BaseException:
             pool.shutdown(cancel_futures=True)  # the first bad file fails now, not after all the others decode
             raise

@@ -1,6 +1,6 @@
 """Reading images from disk into RGB, the one place where odd files are handled.
 
-Documented handling: grayscale, palette and CMYK images (ImageNet has a few of each) are converted to RGB; images
+Documented handling: grayscale (16-bit ones scaled to 8 bits), palette and CMYK images (ImageNet has a few of each) are converted to RGB; images
 with transparency are composited onto white, as a viewer would show them. Anything that does not decode completely
 (a truncated or zero-byte file, a file that is not an image) raises BadImageError naming the file.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 
@@ -41,4 +42,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
-    return im.convert("RGB")  # L, P, CMYK (Pillow undoes Adobe's inverted CMYK), I;16, ...
+    if im.mode.startswith("I;16"):
+        # Pillow would clip 16-bit values to 255 (a white image); keep the 8 most significant bits instead.
+        eight = (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
+        return Image.fromarray(eight, "L").convert("RGB")
+    return im.convert("RGB")  # L, P, CMYK (Pillow undoes Adobe's inverted CMYK), ...

@@ -13,7 +13,12 @@ FIELD_LABELS = {"top1": "Top-1 (\\%)", "top5": "Top-5 (\\%)"}
 def read_rows(paths) -> list[dict]:
     rows = []
     for path in paths:
-        result = json.loads(Path(path).read_text())
+        try:
+            result = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not a metric file ({e.msg} at line {e.lineno})") from None
+        if not isinstance(result, dict) or "rows" not in result:
+            raise ValueError(f"{path}: not a metric file (no 'rows')")
         for row in result["rows"]:
             rows.append({**row, "source": str(path)})
     return rows

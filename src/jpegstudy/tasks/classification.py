@@ -8,6 +8,7 @@ state_dict}, so evaluation never needs the network or the original weight source
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ ARCHITECTURES = {a.name: a for a in [
     Architecture("efficientnet_b3", "classifier.1.weight", "IMAGENET1K_V1"),
 ]}
 
+WNID = re.compile(r"n\d{8}")
 INTERPOLATIONS = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
                   "nearest": T.InterpolationMode.NEAREST}
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -151,6 +153,12 @@ def resolve(arch: str, source: str, classes: list[str]) -> tuple[dict, dict]:
         n = len(weights.meta["categories"])
         if n != len(classes):
             raise ModelError(f"{arch} {source}: weights have {n} classes but the dataset has {len(classes)}")
+        odd = next((c for c in classes if not WNID.fullmatch(c)), None)
+        if odd is not None:
+            # torchvision's ImageNet weights index classes in sorted WordNet-id order; other folder names sort
+            # differently and would silently scramble the labels.
+            raise ModelError(f"{arch} {source}: class {odd!r} is not a WordNet id (n########); ImageNet weights need "
+                             f"the dataset's classes to be the 1000 WordNet ids")
         model = torchvision.models.get_model(arch, weights=weights)  # downloads to TORCH_HOME unless cached
         return model.state_dict(), dict(spec.pretrained_kwargs)
     path = Path(source)
@@ -170,9 +178,14 @@ def resolve(arch: str, source: str, classes: list[str]) -> tuple[dict, dict]:
 
 def save_reference(path, *, arch: str, build_kwargs: dict, classes: list[str], transform: dict, source: str,
                    state_dict: dict) -> None:
-    with atomic.output_path(path) as tmp:
-        torch.save({"arch": arch, "build_kwargs": build_kwargs, "classes": classes, "transform": transform,
-                    "source": source, "state_dict": state_dict}, tmp)
+    """Write a reference file. The checkpoint a model came from is recorded with its sha256."""
+    source_sha256 = atomic.sha256_file(source) if Path(source).is_file() else None
+    buf = io.BytesIO()
+    # Saved to memory first: torch.save names the archive's folder after the file it writes to, and a temporary
+    # name would make identical models differ byte for byte.
+    torch.save({"arch": arch, "build_kwargs": build_kwargs, "classes": classes, "transform": transform,
+                "source": source, "source_sha256": source_sha256, "state_dict": state_dict}, buf)
+    atomic.write_bytes(path, buf.getvalue())
 
 
 def load_reference(path) -> tuple[torch.nn.Module, dict]:
