@@ -1,8 +1,9 @@
 """Reading images from disk into RGB, the one place where odd files are handled.
 
-Documented handling: grayscale (16-bit ones scaled to 8 bits), palette and CMYK images (ImageNet has a few of each) are converted to RGB; images
-with transparency are composited onto white, as a viewer would show them. Anything that does not decode completely
-(a truncated or zero-byte file, a file that is not an image) raises BadImageError naming the file.
+Documented handling: grayscale (16-bit ones scaled to 8 bits), palette and CMYK images (ImageNet has a few of each)
+are converted to RGB; images with transparency are composited onto white, as a viewer would show them. Anything that
+does not decode completely (a truncated or zero-byte file, a file that is not an image) raises BadImageError naming
+the file.
 """
 
 from __future__ import annotations
