@@ -52,20 +52,16 @@ def test_checkpoint_round_trip_with_nested_ddp_state_dict(tmp_path):
     assert kwargs == {} and torch.equal(state_dict["fc.weight"], model.state_dict()["fc.weight"])
 
 
-def test_checkpoint_with_wrong_class_count_is_refused(tmp_path):
-    path = tmp_path / "r18.pth"
-    torch.save(C.build("resnet18", 10).state_dict(), path)
-    with pytest.raises(C.ModelError, match=r"r18.pth: checkpoint has 10 classes \(fc.weight \[10, 512\]\) but the "
-                                           r"dataset has 1000"):
-        C.resolve("resnet18", str(path), [str(i) for i in range(1000)])
-
-
-def test_checkpoint_of_another_architecture_is_refused_naming_keys(tmp_path):
-    path = tmp_path / "mnv2.pth"
-    torch.save(C.build("mobilenet_v2", 10).state_dict(), path)
-    with pytest.raises(C.ModelError, match=r"mnv2.pth: checkpoint does not fit resnet18: missing keys conv1.weight, "
-                                           r"bn1.weight, bn1.bias \(\+\d+ more\); unexpected keys features.0.0.weight"):
-        C.resolve("resnet18", str(path), [str(i) for i in range(10)])
+@pytest.mark.parametrize("saved, n_classes, message", [
+    ("resnet18", 1000, r"ckpt.pth: checkpoint has 10 classes \(fc.weight \[10, 512\]\) but the dataset has 1000"),
+    ("mobilenet_v2", 10, r"ckpt.pth: checkpoint does not fit resnet18: missing keys conv1.weight, bn1.weight, "
+                         r"bn1.bias \(\+\d+ more\); unexpected keys features.0.0.weight"),
+])
+def test_misfitting_checkpoint_is_refused_saying_why(tmp_path, saved, n_classes, message):
+    path = tmp_path / "ckpt.pth"
+    torch.save(C.build(saved, 10).state_dict(), path)  # a 10-class checkpoint, loaded as resnet18
+    with pytest.raises(C.ModelError, match=message):
+        C.resolve("resnet18", str(path), [str(i) for i in range(n_classes)])
 
 
 def test_not_a_checkpoint_is_refused(tmp_path):
