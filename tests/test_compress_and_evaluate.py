@@ -149,3 +149,16 @@ def test_cuda_without_a_gpu_is_one_line():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ValueError, match=r"^device 'cuda': torch sees no CUDA GPU here \(use device: auto or cpu\)$"):
         pick_device("cuda")
+
+
+def test_an_image_changed_after_listing_is_refused(tmp_path):
+    src = make_split(tmp_path / "src", {"a/x.png": lambda p: Image.fromarray(noisy()).save(p)})
+    compress.compress_split(src, 50, tmp_path / "q50")
+    q = manifests.read(tmp_path / "q50" / "manifest.json")
+    loaded = load_rgb(q.path_of(0), q.images[0]["sha256"])  # unchanged: fine
+    assert loaded.size == (24, 16)
+    q.path_of(0).write_bytes(jpeg.compress(Image.fromarray(noisy(seed=1)), 50))
+    from jpegstudy.data.loader import ManifestDataset
+
+    with pytest.raises(ValueError, match=r"x.jpg: its sha256 differs from the manifest's; the file changed"):
+        ManifestDataset(q, lambda im: im)[0]

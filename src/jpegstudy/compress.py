@@ -20,9 +20,9 @@ def jpeg_name(rel: str) -> str:
     return str(Path(rel).with_suffix(".jpg"))
 
 
-def _compress_one(args: tuple[Path, Path, int]) -> str:
-    src, dst, quality = args
-    data = jpeg.compress(load_rgb(src), quality)
+def _compress_one(args: tuple[Path, str | None, Path, int]) -> str:
+    src, src_sha256, dst, quality = args
+    data = jpeg.compress(load_rgb(src, src_sha256), quality)
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(data)  # inside a temporary folder: the folder as a whole is renamed into place at the end
     return hashlib.sha256(data).hexdigest()
@@ -36,7 +36,7 @@ def compress_split(manifest_path: str | Path, quality, out_dir: str | Path, mani
     if len(set(names)) != len(names):
         raise ValueError(f"{manifest_path}: two images would both be written as the same .jpg (e.g. a.png and a.jpg)")
     with atomic.output_dir(out_dir) as tmp:
-        jobs = [(src.path_of(i), tmp / names[i], q) for i in range(len(names))]
+        jobs = [(src.path_of(i), im.get("sha256"), tmp / names[i], q) for i, im in enumerate(src.images)]
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
                 digests = list(pool.map(_compress_one, jobs, chunksize=64))

@@ -8,6 +8,8 @@ the file.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -19,17 +21,21 @@ class BadImageError(ValueError):
     """An image file that cannot be decoded; the message is one line and names the file."""
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
+def load_rgb(path: str | os.PathLike, sha256: str | None = None) -> Image.Image:
+    """The image as RGB. With `sha256` (a manifest's record of the file), the bytes must still be those."""
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        data = path.read_bytes()
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+            raise BadImageError(f"{path}: its sha256 differs from the manifest's; the file changed after it was "
+                                "listed (rerun the rule that wrote the manifest)")
+        with Image.open(io.BytesIO(data)) as im:
             im.load()  # decode now, so a truncated file fails here and not inside a model's transform
             return to_rgb(im)
     except FileNotFoundError:
         raise BadImageError(f"{path}: no such file") from None
     except UnidentifiedImageError:
-        size = path.stat().st_size
-        what = "empty file (0 bytes)" if size == 0 else "not an image Pillow can read"
+        what = "empty file (0 bytes)" if not data else "not an image Pillow can read"
         raise BadImageError(f"{path}: {what}") from None
     except (OSError, SyntaxError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__

@@ -17,7 +17,10 @@ class ManifestDataset(torch.utils.data.Dataset):
         return len(self.manifest.images)
 
     def __getitem__(self, i: int):
-        return self.transform(load_rgb(self.manifest.path_of(i))), self.manifest.images[i]["label"]
+        entry = self.manifest.images[i]
+        # Where the manifest recorded the file's sha256, the image is only used if its bytes are still those: a
+        # number is then measured on exactly the bytes its provenance names.
+        return self.transform(load_rgb(self.manifest.path_of(i), entry.get("sha256"))), entry["label"]
 
 
 def loader(manifest: Manifest, transform, batch_size: int, workers: int = 0) -> torch.utils.data.DataLoader:
