@@ -11,6 +11,7 @@ from jpegstudy.config import (
     check_semantics,
     checkpoint_file,
     ground_truth_files,
+    used_model_config,
     wildcard_names,
 )
 

@@ -13,7 +13,7 @@ rule evaluate_classification:
         used=lambda w: as_json(
             {
                 "classification.dataset": CLS_DATASET,
-                f"classification.models.{w.model}": CLS_MODELS[w.model],
+                f"classification.models.{w.model}": used_model_config(CLS_MODELS[w.model]),
                 "classification.eval_batch_size": CLS["eval_batch_size"],
                 f"datasets.{CLS_DATASET}": config["datasets"][CLS_DATASET],
                 "qualities": QUALITIES,

@@ -78,3 +78,12 @@ def test_wildcard_names():
     models = {"a.b": {"weights": "train"}, "c": {"weights": "X"}}
     assert wildcard_names(models, weights="train") == r"a\.b"
     assert wildcard_names(models, weights="nothing") == "(?!)"
+
+
+def test_provenance_keeps_training_keys_only_for_models_trained_here():
+    from jpegstudy.config import used_model_config
+
+    trained = {"weights": "train", "train": {"epochs": 5}, "transform": {}}
+    resolved = {"weights": "IMAGENET1K_V1", "train": {"epochs": 5}, "transform": {"crop": 224}}
+    assert used_model_config(trained) == trained
+    assert used_model_config(resolved) == {"weights": "IMAGENET1K_V1", "transform": {"crop": 224}}

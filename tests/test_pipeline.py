@@ -174,6 +174,7 @@ def test_own_checkpoint_on_own_flat_imagenet_folder(tmp_path):
     rows = json.loads((tmp_path / "run/results/metrics/classification/r18/none.json").read_text())["rows"]
     assert [(r["quality"], r["n_images"]) for r in rows] == [(None, 6), (20, 6)]
     assert rows[0]["provenance"]["inputs"]["checkpoint"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert "train" not in rows[0]["provenance"]["config"]["classification.models.r18"]  # only keys it used
     assert (tmp_path / "run/reports/tables/classification.tex").exists()
     # a new checkpoint under the same path is a new model: snakemake plans to resolve and evaluate it again
     torch.save(classification.build("resnet18", 3).state_dict(), ckpt)

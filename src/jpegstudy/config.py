@@ -47,6 +47,11 @@ def ground_truth_files(dataset: dict) -> list[str]:
     return [gt, *devkit_meta(gt)] if gt else []
 
 
+def used_model_config(model: dict) -> dict:
+    """A model's config as provenance records it: its training keys only when it was trained here."""
+    return {k: v for k, v in model.items() if k != "train" or model["weights"] == "train"}
+
+
 def check_schema(config: dict, schema_path: str | Path) -> None:
     """The schema's verdict as one line (snakemake's own `validate`, which fills in defaults, prints a page)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
