@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from jpegstudy import atomic
-from jpegstudy.data.images import load_rgb
+from jpegstudy.data.images import read_rgb
 from jpegstudy.data.manifest import Manifest
 
 # torchvision.datasets.folder.IMG_EXTENSIONS, copied so that listing a dataset does not import torch.
@@ -199,8 +199,7 @@ def _more(count: int, what: str) -> str:
 
 
 def _decode(path: Path) -> str:
-    load_rgb(path)  # raises BadImageError naming the file
-    return atomic.sha256_file(path)
+    return read_rgb(path)[1]  # raises BadImageError naming the file
 
 
 def _decode_all(paths: list[Path], workers: int) -> list[str]:

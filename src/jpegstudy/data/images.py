@@ -23,17 +23,24 @@ class BadImageError(ValueError):
 
 def load_rgb(path: str | os.PathLike, sha256: str | None = None) -> Image.Image:
     """The image as RGB. With `sha256` (a manifest's record of the file), the bytes must still be those."""
+    image, digest = read_rgb(path)
+    if sha256 is not None and digest != sha256:
+        raise BadImageError(f"{path}: its sha256 differs from the manifest's; the file changed after it was "
+                            "listed (rerun the rule that wrote the manifest)")
+    return image
+
+
+def read_rgb(path: str | os.PathLike) -> tuple[Image.Image, str]:
+    """The image as RGB and the sha256 of the file's bytes, which are read once."""
     path = Path(path)
     try:
         data = path.read_bytes()
-        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-            raise BadImageError(f"{path}: its sha256 differs from the manifest's; the file changed after it was "
-                                "listed (rerun the rule that wrote the manifest)")
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()  # decode now, so a truncated file fails here and not inside a model's transform
-            return to_rgb(im)
     except FileNotFoundError:
         raise BadImageError(f"{path}: no such file") from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()  # decode now, so a truncated file fails here and not inside a model's transform
+            return to_rgb(im), hashlib.sha256(data).hexdigest()
     except UnidentifiedImageError:
         what = "empty file (0 bytes)" if not data else "not an image Pillow can read"
         raise BadImageError(f"{path}: {what}") from None

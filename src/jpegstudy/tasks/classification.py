@@ -18,6 +18,7 @@ import torchvision
 from torchvision import transforms as T
 
 from jpegstudy import atomic
+from jpegstudy.data.imagenet import WNID
 from jpegstudy.errors import ModelError
 
 
@@ -44,7 +45,6 @@ ARCHITECTURES = {a.name: a for a in [
     Architecture("efficientnet_b3", "classifier.1.weight", "IMAGENET1K_V1"),
 ]}
 
-WNID = re.compile(r"n\d{8}")
 INTERPOLATIONS = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
                   "nearest": T.InterpolationMode.NEAREST}
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
