@@ -87,3 +87,23 @@ def check_semantics(config: dict) -> None:
         if weights != "train" and not is_torchvision_weights(weights) and not Path(weights).is_file():
             raise ConfigError(f"config classification.models.{name}.weights: {weights} is neither 'train', a "
                               f"torchvision weights name nor an existing checkpoint file")
+
+
+def classification_mitigations(config: dict) -> dict[str, list[str]]:
+    """Every (model -> mitigations) the study evaluates, from the config with defaults filled in.
+
+    none, finetune, offtheshelf and ttac for every model; transfer-{source} in front of every model other than the
+    source; {arcnn,idcn}-{offtheshelf,ttac} (quality-aware baselines, Table 1) for the AC-comparison model only.
+    """
+    cls = config["classification"]
+    wanted = set(cls["mitigations"])
+    out = {}
+    for model in cls["models"]:
+        mitigations = ["none"] + [m for m in ("finetune", "offtheshelf", "ttac") if m in wanted]
+        if "transfer" in wanted:
+            mitigations += [f"transfer-{src}" for src in cls["transfer_from"] if src != model]
+        if "ac_comparison" in wanted and model == cls["ac_comparison"]["model"]:
+            mitigations += [f"{net}-{how}" for net in cls["ac_comparison"]["networks"]
+                            for how in ("offtheshelf", "ttac")]
+        out[model] = mitigations
+    return out

@@ -32,3 +32,34 @@ def table(name: str) -> str:
 
 def figure(name: str, ext: str) -> str:
     return f"{REPORTS}/figures/{name}.{ext}"
+
+
+def finetuned(task: str, model: str) -> str:
+    return f"{RESULTS}/models/{task}/{model}/finetune.pt"
+
+
+def frequency_stats(dataset: str) -> str:
+    """Per-frequency DCT mean/std of a dataset's lossless training images (QGAC's input normalisation)."""
+    return f"{RESULTS}/models/correction/stats/{dataset}.pt"
+
+
+def offtheshelf(network: str, quality: int | str | None = None) -> str:
+    """A corrector trained for image quality; quality-aware networks (ARCNN, IDCN) have one per quality."""
+    where = f"{network}/q{quality}" if quality is not None else network
+    return f"{RESULTS}/models/correction/{where}/offtheshelf.pt"
+
+
+def ttac(network: str, task: str, model: str, quality: int | str | None = None) -> str:
+    """A corrector task-targeted on one task model."""
+    where = f"{network}/q{quality}" if quality is not None else network
+    return f"{RESULTS}/models/correction/{where}/ttac/{task}-{model}.pt"
+
+
+def resume(output: str) -> str:
+    """Where a training job keeps its per-epoch checkpoint, beside (not as) its output, so snakemake never
+    deletes it when the job is killed."""
+    return f"{output}.resume"
+
+
+def throughput(task: str, model: str) -> str:
+    return f"{RESULTS}/metrics/throughput/{task}/{model}.json"
