@@ -23,24 +23,34 @@ class BadImageError(ValueError):
 
 def load_rgb(path: str | os.PathLike, sha256: str | None = None) -> Image.Image:
     """The image as RGB. With `sha256` (a manifest's record of the file), the bytes must still be those."""
-    image, digest = read_rgb(path)
-    if sha256 is not None and digest != sha256:
-        raise BadImageError(f"{path}: its sha256 differs from the manifest's; the file changed after it was "
-                            "listed (rerun the rule that wrote the manifest)")
-    return image
+    return decode_rgb(verified_bytes(path, sha256), path)
 
 
 def read_rgb(path: str | os.PathLike) -> tuple[Image.Image, str]:
     """The image as RGB and the sha256 of the file's bytes, which are read once."""
+    data = verified_bytes(path)
+    return decode_rgb(data, path), hashlib.sha256(data).hexdigest()
+
+
+def verified_bytes(path: str | os.PathLike, sha256: str | None = None) -> bytes:
+    """The file's bytes; with `sha256`, only if they are still the ones a manifest recorded."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise BadImageError(f"{path}: no such file") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise BadImageError(f"{path}: its sha256 differs from the manifest's; the file changed after it was "
+                            "listed (rerun the rule that wrote the manifest)")
+    return data
+
+
+def decode_rgb(data: bytes, path: str | os.PathLike) -> Image.Image:
+    """Decode a file's bytes to RGB; `path` names it in errors."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()  # decode now, so a truncated file fails here and not inside a model's transform
-            return to_rgb(im), hashlib.sha256(data).hexdigest()
+            return to_rgb(im)
     except UnidentifiedImageError:
         what = "empty file (0 bytes)" if not data else "not an image Pillow can read"
         raise BadImageError(f"{path}: {what}") from None

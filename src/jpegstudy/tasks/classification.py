@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torchvision
 from torchvision import transforms as T
+from torchvision.transforms import functional as TF
 
 from jpegstudy import atomic
 from jpegstudy.data.imagenet import WNID
@@ -96,6 +97,20 @@ def eval_transform(spec: dict) -> T.Compose:
         T.ToTensor(),
         T.Normalize(spec["mean"], spec["std"]),
     ])
+
+
+def tensor_transform(spec: dict):
+    """eval_transform's differentiable twin, on (N, 3, H, W) RGB tensors in [0, 1]: what TTAC and fine-tuning put
+    between a corrected (or JPEG) batch and the model, so gradients reach the corrector."""
+    interpolation = INTERPOLATIONS[spec["interpolation"]]
+    normalize = T.Normalize(spec["mean"], spec["std"])
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        if min(x.shape[-2:]) != spec["resize"]:
+            x = TF.resize(x, spec["resize"], interpolation=interpolation, antialias=True)
+        return normalize(TF.center_crop(x, spec["crop"]))
+
+    return apply
 
 
 def is_torchvision_weights(source: str) -> bool:
