@@ -10,7 +10,11 @@ from jpegstudy.config import (
     check_schema,
     check_semantics,
     checkpoint_file,
+    classification_mitigations,
     ground_truth_files,
+    mitigation_config,
+    mitigation_inputs,
+    train_dataset,
     used_model_config,
     wildcard_names,
 )

@@ -25,12 +25,13 @@ rule prepare_embedded:
 
 rule prepare_imagenet:
     input:
-        ground_truth=lambda w: ground_truth_files(config["datasets"][w.dataset]),
+        # Labels of a flat val folder; a train folder has class folders.
+        ground_truth=lambda w: ground_truth_files(config["datasets"][w.dataset]) if w.split == "val" else [],
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
         dataset=wildcard_names(config["datasets"], kind="imagenet"),
-        split="val",
+        split="val|train",
     params:
         root=lambda w: config["datasets"][w.dataset][w.split],
         ground_truth=lambda w, input: (

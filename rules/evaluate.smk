@@ -1,15 +1,33 @@
 # Evaluation: one job per (model, mitigation) loads the model once and scores the clean set and every quality.
 
+MITIGATIONS = classification_mitigations(config)
+
+
+def evaluation_input(w):
+    needs = mitigation_inputs(config, w.model, w.mitigation)
+    return {
+        "reference": needs["reference"],
+        "correctors": list(needs["correctors"].values()),
+        "clean": paths.manifest(CLS_DATASET, "val"),
+        "compressed": expand(paths.manifest(CLS_DATASET, "val-q{quality}"), quality=QUALITIES),
+    }
+
+
+def corrector_args(w):
+    correctors = mitigation_inputs(config, w.model, w.mitigation)["correctors"]
+    return " ".join(path if quality is None else f"{quality}={path}" for quality, path in correctors.items())
+
 
 rule evaluate_classification:
     input:
-        reference=paths.reference("classification", "{model}"),
-        clean=paths.manifest(CLS_DATASET, "val"),
-        compressed=expand(paths.manifest(CLS_DATASET, "val-q{quality}"), quality=QUALITIES),
+        unpack(evaluation_input),
     output:
-        metrics=paths.metrics("classification", "{model}", "none"),
+        metrics=paths.metrics("classification", "{model}", "{mitigation}"),
+    wildcard_constraints:
+        mitigation="|".join(sorted({m for ms in MITIGATIONS.values() for m in ms})),
     params:
         compressed=lambda w, input: " ".join(f"{q}={m}" for q, m in zip(QUALITIES, input.compressed)),
+        correctors=lambda w: f"--corrector {corrector_args(w)}" if corrector_args(w) else "",
         used=lambda w: as_json(
             {
                 "classification.dataset": CLS_DATASET,
@@ -19,6 +37,7 @@ rule evaluate_classification:
                 "qualities": QUALITIES,
                 "seed": config["seed"],
                 "device": config["device"],
+                **mitigation_config(config, w.mitigation),
             }
         ),
         batch_size=CLS["eval_batch_size"],
@@ -30,13 +49,14 @@ rule evaluate_classification:
     conda:
         ENV
     log:
-        paths.log("evaluate", "classification-{model}-none"),
+        paths.log("evaluate", "classification-{model}-{mitigation}"),
     benchmark:
-        paths.benchmark("evaluate", "classification-{model}-none")
+        paths.benchmark("evaluate", "classification-{model}-{mitigation}")
     message:
-        "Evaluating {wildcards.model} (no mitigation) on clean and JPEG Q={QUALITIES} images"
+        "Evaluating {wildcards.model} ({wildcards.mitigation}) on clean and JPEG Q={QUALITIES} images"
     shell:
-        "jpegstudy evaluate --model {wildcards.model} --reference {input.reference} --clean {input.clean}"
+        "jpegstudy evaluate --model {wildcards.model} --mitigation {wildcards.mitigation}"
+        " --reference {input.reference} {params.correctors} --clean {input.clean}"
         " --compressed {params.compressed} --params {params.used:q} --rule evaluate_classification"
         " --batch-size {params.batch_size} --workers {params.workers} --threads {threads}"
         " --device {params.device} --out {output.metrics} > {log} 2>&1"

@@ -71,20 +71,119 @@ def cmd_resolve_model(a) -> None:
                                   source=a.weights, state_dict=state_dict)
 
 
+def _by_quality(items: list[str]) -> dict:
+    """["10=a.pt", "20=b.pt"] -> {10: "a.pt", 20: "b.pt"}; ["c.pt"] -> {None: "c.pt"}."""
+    out = {}
+    for item in items:
+        quality, sep, path = item.partition("=")
+        out[int(quality) if sep else None] = path if sep else item
+    return out
+
+
 def cmd_evaluate(a) -> None:
     import torch
 
     from jpegstudy import atomic, evaluate
 
     torch.set_num_threads(a.threads)
-    compressed = {}
-    for item in a.compressed:
-        quality, _, path = item.partition("=")
-        compressed[int(quality)] = path
+    compressed = _by_quality(a.compressed)
     result = evaluate.evaluate_classification(
         model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
-        params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device)
+        params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device,
+        mitigation=a.mitigation, corrector_files=_by_quality(a.corrector))
     atomic.write_json(a.out, result)
+
+
+def _training(a, p: dict) -> dict:
+    """The keyword arguments every mitigation trainer takes, from --params and the job's flags."""
+    import torch
+
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(p["seed"])  # the networks' initial weights
+    return {"out": a.out, "epochs": p["epochs"], "batch_size": p["batch_size"], "seed": p["seed"],
+            "crop": p.get("crop"), "workers": p.get("workers", 0), "device": a.device}
+
+
+def cmd_frequency_stats(a) -> None:
+    import io
+
+    import torch
+    from torchvision.transforms.functional import pil_to_tensor
+
+    from jpegstudy import atomic, jpeg
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.data.images import load_rgb
+
+    m = manifests.read(a.train)
+    stats = jpeg.FrequencyStats.compute(pil_to_tensor(load_rgb(m.path_of(i), e.get("sha256")))
+                                        for i, e in enumerate(m.images))
+    buf = io.BytesIO()
+    torch.save(stats.state_dict(), buf)
+    atomic.write_bytes(a.out, buf.getvalue())
+    print(f"{a.out}: DCT statistics of {len(m.images)} images of {a.train}")
+
+
+def cmd_train_corrector(a) -> None:
+    import torch
+
+    from jpegstudy import jpeg
+    from jpegstudy.correction import corrector as correctors
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.train import loop, restore
+
+    p = _json(a.params)
+    kwargs = _training(a, p)
+    stats = jpeg.FrequencyStats.from_state_dict(torch.load(a.stats, weights_only=True)) if a.stats else None
+    corrector = correctors.Corrector(a.network, correctors.network_kwargs(a.network, p), stats, a.quality)
+    corrector = restore.train(corrector, manifests.read(a.train), lr=p["lr"], lr_min=p["lr_min"], **kwargs)
+    correctors.save(a.out, corrector, source="train")
+    loop.finish(a.out)
+
+
+def cmd_resolve_corrector(a) -> None:
+    from jpegstudy import atomic
+    from jpegstudy.correction import checkpoints
+    from jpegstudy.correction import corrector as correctors
+
+    p = _json(a.params)
+    corrector = correctors.Corrector(a.network, correctors.network_kwargs(a.network, p),
+                                     checkpoints.load_stats(a.stats, a.weights), None)
+    checkpoints.load_state_dict(a.weights, corrector.net, what=a.network)
+    correctors.save(a.out, corrector, source=a.weights, source_sha256=atomic.sha256_file(a.weights))
+
+
+def cmd_train_ttac(a) -> None:
+    from jpegstudy.correction import corrector as correctors
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import classification
+    from jpegstudy.train import loop, ttac
+
+    p = _json(a.params)
+    kwargs = _training(a, p)
+    corrector, _ = correctors.load(a.corrector)
+    task, meta = classification.load_reference(a.reference)
+    corrector = ttac.train(corrector, task, meta["transform"], manifests.read(a.train), lr=p["lr"],
+                           lr_min=p["lr_min"], **kwargs)
+    correctors.save(a.out, corrector, source=a.corrector)
+    loop.finish(a.out)
+
+
+def cmd_finetune(a) -> None:
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import classification
+    from jpegstudy.train import finetune, loop
+
+    p = _json(a.params)
+    kwargs = _training(a, p)
+    model, meta = classification.load_reference(a.reference)
+    train = manifests.read(a.train)
+    if train.classes != meta["classes"]:
+        raise ValueError(f"{a.train}: its classes differ from those {a.reference} was trained on")
+    model = finetune.train(model, meta["transform"], train, lr=p["lr"], lr_min=p["lr_min"], momentum=p["momentum"],
+                           weight_decay=p["weight_decay"], **kwargs)
+    classification.save_reference(a.out, arch=meta["arch"], build_kwargs=meta["build_kwargs"], classes=meta["classes"],
+                                  transform=meta["transform"], source=a.reference, state_dict=model.state_dict())
+    loop.finish(a.out)
 
 
 def cmd_table(a) -> None:
@@ -161,12 +260,50 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--compressed", nargs="+", default=[], metavar="Q=MANIFEST")
     s.add_argument("--params", default="", help="JSON of the config keys this job used (kept as provenance)")
     s.add_argument("--rule", default="evaluate")
+    s.add_argument("--mitigation", default="none")
+    s.add_argument("--corrector", nargs="*", default=[], metavar="[Q=]FILE",
+                   help="a corrector in front of every quality, or Q=FILE for one quality each")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--workers", type=int, default=0)
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_evaluate)
+
+    def trainer(name: str, help: str, func):
+        t = sub.add_parser(name, help=help)
+        t.add_argument("--train", required=True, help="manifest of the (lossless) training split")
+        t.add_argument("--params", default="", help="JSON of the training settings (kept as provenance)")
+        t.add_argument("--threads", type=int, default=1)
+        t.add_argument("--device", default="auto")
+        t.add_argument("--out", required=True)
+        t.set_defaults(func=func)
+        return t
+
+    s = sub.add_parser("frequency-stats", help="per-frequency DCT mean/std of a split's lossless images (QGAC)")
+    s.add_argument("--train", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_frequency_stats)
+
+    s = trainer("train-corrector", "train a corrector off the shelf (pixel loss, no task)", cmd_train_corrector)
+    s.add_argument("--network", required=True, choices=["qgac", "arcnn", "idcn"])
+    s.add_argument("--stats", help="QGAC: the DCT statistics file")
+    s.add_argument("--quality", type=int, help="quality-aware networks: the one quality it is trained for")
+
+    s = sub.add_parser("resolve-corrector", help="a published QGAC checkpoint (+ its statistics) as a corrector file")
+    s.add_argument("--network", required=True, choices=["qgac"])
+    s.add_argument("--weights", required=True, help="state_dict or Lightning .ckpt")
+    s.add_argument("--stats", help="file with the checkpoint's DCT statistics (none: read from the checkpoint)")
+    s.add_argument("--params", default="", help="JSON of the network's config (widths)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_resolve_corrector)
+
+    s = trainer("train-ttac", "task-targeted training of a corrector in front of a frozen model", cmd_train_ttac)
+    s.add_argument("--corrector", required=True, help="the off-the-shelf corrector to start from")
+    s.add_argument("--reference", required=True, help="the task model (reference file)")
+
+    s = trainer("finetune", "fine-tune a model on random-quality JPEGs", cmd_finetune)
+    s.add_argument("--reference", required=True)
 
     s = sub.add_parser("table", help="the classification results table (LaTeX) from metric files")
     s.add_argument("metrics", nargs="+")

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from jpegstudy import paths
 from jpegstudy.data.imagenet import devkit_meta
 from jpegstudy.tasks.classification import ARCHITECTURES, is_torchvision_weights
 
@@ -63,7 +64,7 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
 def check_semantics(config: dict) -> None:
     """What the schema cannot say; expects the defaults filled in."""
     for name, ds in config["datasets"].items():
-        for key in ("val", "ground_truth"):
+        for key in ("val", "train", "ground_truth"):
             if ds.get(key) and not Path(ds[key]).exists():
                 raise ConfigError(f"config datasets.{name}.{key}: {ds[key]} does not exist")
     cls = config["classification"]
@@ -87,6 +88,7 @@ def check_semantics(config: dict) -> None:
         if weights != "train" and not is_torchvision_weights(weights) and not Path(weights).is_file():
             raise ConfigError(f"config classification.models.{name}.weights: {weights} is neither 'train', a "
                               f"torchvision weights name nor an existing checkpoint file")
+    check_mitigations(config)
 
 
 def classification_mitigations(config: dict) -> dict[str, list[str]]:
@@ -106,4 +108,82 @@ def classification_mitigations(config: dict) -> dict[str, list[str]]:
             mitigations += [f"{net}-{how}" for net in cls["ac_comparison"]["networks"]
                             for how in ("offtheshelf", "ttac")]
         out[model] = mitigations
+    return out
+
+
+def mitigation_inputs(config: dict, model: str, mitigation: str) -> dict:
+    """What evaluating `model` with `mitigation` needs: the task model's file and the correctors, as
+    {"reference": path, "correctors": {None: path} (one for every quality) or {quality: path}}."""
+    task = "classification"
+    reference = paths.finetuned(task, model) if mitigation == "finetune" else paths.reference(task, model)
+    correctors: dict = {}
+    if mitigation == "offtheshelf":
+        correctors = {None: paths.offtheshelf("qgac")}
+    elif mitigation == "ttac":
+        correctors = {None: paths.ttac("qgac", task, model)}
+    elif mitigation.startswith("transfer-"):
+        correctors = {None: paths.ttac("qgac", task, mitigation.removeprefix("transfer-"))}
+    elif mitigation.endswith(("-offtheshelf", "-ttac")):
+        network, how = mitigation.rsplit("-", 1)
+        qualities = config["classification"]["ac_comparison"]["qualities"]
+        correctors = {q: paths.offtheshelf(network, q) if how == "offtheshelf" else paths.ttac(network, task, model, q)
+                      for q in qualities}
+    elif mitigation not in ("none", "finetune"):
+        raise ConfigError(f"unknown mitigation {mitigation!r}")
+    return {"reference": reference, "correctors": correctors}
+
+
+def train_dataset(config: dict) -> str:
+    """The dataset fine-tuning and TTAC train on."""
+    cls = config["classification"]
+    return cls.get("train_dataset") or cls["dataset"]
+
+
+def check_mitigations(config: dict) -> None:
+    """The mitigation keys that refer to other keys: models, datasets with a train split, files."""
+    cls, correction = config["classification"], config["correction"]
+    wanted = set(cls["mitigations"])
+    for key, name in (("classification.train_dataset", train_dataset(config)), ("correction.dataset",
+                                                                                 correction["dataset"])):
+        if name not in config["datasets"]:
+            raise ConfigError(f"config {key}: {name!r} is not one of datasets ({', '.join(config['datasets'])})")
+        ds = config["datasets"][name]
+        if wanted and ds["kind"] != "embedded" and not ds.get("train"):
+            raise ConfigError(f"config datasets.{name}.train: the mitigations train on {name}'s train split; give "
+                              f"its folder, or leave classification.mitigations empty")
+    if "transfer" in wanted:
+        for src in cls["transfer_from"]:
+            if src not in cls["models"]:
+                raise ConfigError(f"config classification.transfer_from: {src!r} is not one of classification.models")
+    if "ac_comparison" in wanted:
+        ac = cls["ac_comparison"]
+        if ac["model"] not in cls["models"]:
+            raise ConfigError(f"config classification.ac_comparison.model: {ac['model']!r} is not one of "
+                              f"classification.models")
+        for q in ac["qualities"]:
+            if q not in config["qualities"]:
+                raise ConfigError(f"config classification.ac_comparison.qualities: {q} is not one of qualities")
+    qgac = correction["qgac"]
+    if qgac["weights"] != "train":
+        for key in ("weights", "stats"):
+            if qgac.get(key) and not Path(qgac[key]).is_file():
+                raise ConfigError(f"config correction.qgac.{key}: {qgac[key]} does not exist")
+
+
+def mitigation_config(config: dict, mitigation: str) -> dict:
+    """The config keys a mitigation's weights depend on, as provenance records them."""
+    cls, correction = config["classification"], config["correction"]
+    shared = {k: v for k, v in cls["mitigate"].items() if not isinstance(v, dict)}
+    out: dict = {}
+    if mitigation == "finetune":
+        out = {"classification.mitigate": {**shared, "finetune": cls["mitigate"]["finetune"]}}
+    elif mitigation != "none":
+        network = mitigation.split("-")[0] if mitigation.endswith(("-offtheshelf", "-ttac")) else "qgac"
+        out = {f"correction.{network}": correction[network], "correction.dataset": correction["dataset"]}
+        if mitigation.startswith("transfer-") or mitigation.endswith("ttac"):
+            out["classification.mitigate"] = {**shared, "ttac": cls["mitigate"]["ttac"]}
+        if network != "qgac":
+            out["classification.ac_comparison"] = cls["ac_comparison"]
+    if mitigation not in ("none", "offtheshelf") and not mitigation.endswith("offtheshelf"):
+        out["classification.train_dataset"] = train_dataset(config)
     return out

@@ -2,26 +2,66 @@
 
 Writes one metric file: {"task", "model", "mitigation", "dataset", "rows": [...]}, one row per quality (None for the
 clean reference), each with top-1, top-5, n_images, its provenance record and a row id.
+
+Mitigations reach evaluation in two ways: a fine-tuned model is just another reference file; a corrector runs on
+each decoded JPEG before the model's own transform (the order is the paper's). The clean reference never goes
+through a corrector: an uncompressed input is detectable, so a deployed corrector would leave it alone.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from jpegstudy import provenance
+from jpegstudy.correction import corrector as correctors
+from jpegstudy.correction import inputs
 from jpegstudy.data import manifest as manifests
+from jpegstudy.data.images import verified_bytes
 from jpegstudy.data.loader import loader
 from jpegstudy.devices import device_name, pick_device
 from jpegstudy.tasks import classification
 
 
+class _Files(torch.utils.data.Dataset):
+    """(file bytes, label): correctors need the JPEG file itself (its coefficients), not only its decode."""
+
+    def __init__(self, manifest):
+        self.manifest = manifest
+
+    def __len__(self) -> int:
+        return len(self.manifest.images)
+
+    def __getitem__(self, i: int):
+        entry = self.manifest.images[i]
+        return verified_bytes(self.manifest.path_of(i), entry.get("sha256")), entry["label"]
+
+
+def _corrected_batches(manifest, corrector, transform, device, batch_size: int, workers: int):
+    """Batches of (model input, labels): each JPEG corrected, then rounded to an 8-bit image (what a corrector
+    hands on is an image) and put through the model's own transform."""
+    files = torch.utils.data.DataLoader(_Files(manifest), batch_size=batch_size, num_workers=workers,
+                                        collate_fn=lambda items: list(zip(*items)))
+    for data, labels in files:
+        xs = [None] * len(data)
+        for idx, batch in inputs.from_files(list(data)):
+            rgb = corrector(batch.to(device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            for i, image in zip(idx, rgb):
+                xs[i] = transform(Image.fromarray(np.ascontiguousarray(image)))
+        yield torch.stack(xs), torch.tensor(labels)
+
+
 @torch.no_grad()
-def classification_scores(model, manifest, transform, device, batch_size: int, workers: int, desc: str) -> dict:
+def classification_scores(model, manifest, transform, device, batch_size: int, workers: int, desc: str,
+                          corrector=None) -> dict:
     top1 = top5 = n = 0
-    for x, y in tqdm(loader(manifest, transform, batch_size, workers), desc=desc, mininterval=10):
+    batches = (loader(manifest, transform, batch_size, workers) if corrector is None else
+               _corrected_batches(manifest, corrector, transform, device, batch_size, workers))
+    for x, y in tqdm(batches, desc=desc, mininterval=10):
         logits = model(x.to(device))
         y = y.to(device)
         top1 += classification.topk_correct(logits, y, 1).sum().item()
@@ -30,12 +70,20 @@ def classification_scores(model, manifest, transform, device, batch_size: int, w
     return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "n_images": n}
 
 
-MITIGATION = "none"  # the only one so far: the model as it is, in front of the decoded JPEG
+def _load_correctors(files: dict, dev) -> dict:
+    """{quality, or None for every quality: (corrector, its provenance input)}."""
+    out = {}
+    for quality, path in files.items():
+        corrector, _ = correctors.load(path)
+        out[quality] = (corrector.to(dev), provenance.file_inputs({"corrector": path}))
+    return out
 
 
-def evaluate_classification(*, model_name: str, reference: str, clean: str,
-                            compressed: dict[int, str], params: dict, rule: str, batch_size: int, workers: int,
-                            device: str = "auto") -> dict:
+def evaluate_classification(*, model_name: str, reference: str, clean: str, compressed: dict[int, str],
+                            params: dict, rule: str, batch_size: int, workers: int, device: str = "auto",
+                            mitigation: str = "none", corrector_files: dict | None = None) -> dict:
+    """`corrector_files`: {None: file} for one corrector in front of every quality, or {quality: file} for
+    quality-aware ones (then only those qualities are evaluated)."""
     dev = pick_device(device)
     model, meta = classification.load_reference(reference)
     model.to(dev)
@@ -44,22 +92,31 @@ def evaluate_classification(*, model_name: str, reference: str, clean: str,
     weights = provenance.file_inputs({"weights": reference})
     if meta.get("source_sha256"):  # the user's checkpoint the reference was resolved from
         weights["checkpoint"] = {"path": meta["source"], "sha256": meta["source_sha256"]}
+    corrector_by_quality = _load_correctors(corrector_files or {}, dev)
+    if corrector_by_quality and None not in corrector_by_quality:
+        missing = sorted(set(corrector_by_quality) - set(compressed))
+        if missing:
+            raise ValueError(f"{mitigation}: correctors for Q={missing} but no compressed set at that quality")
+        compressed = {q: p for q, p in compressed.items() if q in corrector_by_quality}
     rows = []
-    sets = [(None, clean)] + sorted(compressed.items())
-    for quality, path in sets:
+    for quality, path in [(None, clean)] + sorted(compressed.items()):
         m = manifests.read(path)
         if m.classes != meta["classes"]:
             raise ValueError(f"{path}: its classes differ from those {reference} was trained on")
+        corrector, corrector_input = (None, {}) if quality is None else corrector_by_quality.get(
+            quality, corrector_by_quality.get(None, (None, {})))
         start = time.perf_counter()
         label = "clean" if quality is None else f"Q={quality}"
-        scores = classification_scores(model, m, transform, dev, batch_size, workers, f"{model_name} {label}")
-        row = {"task": "classification", "model": model_name, "mitigation": MITIGATION, "dataset": m.dataset,
+        scores = classification_scores(model, m, transform, dev, batch_size, workers, f"{model_name} {label}",
+                                       corrector)
+        row = {"task": "classification", "model": model_name, "mitigation": mitigation, "dataset": m.dataset,
                "quality": quality, **scores}
-        row["provenance"] = provenance.record(
-            inputs={**weights, **provenance.file_inputs({"manifest": path})}, params=params, rule=rule,
-            wall_time_s=time.perf_counter() - start, device=device_name(dev), git=git)
+        used = {**weights, **provenance.file_inputs({"manifest": path}), **corrector_input}
+        row["provenance"] = provenance.record(inputs=used, params=params, rule=rule,
+                                              wall_time_s=time.perf_counter() - start, device=device_name(dev),
+                                              git=git)
         row = {"id": provenance.row_id(row), **row}
         rows.append(row)
-        print(f"{model_name} {MITIGATION} {label}: top-1 {scores['top1']:.2f} top-5 {scores['top5']:.2f} "
+        print(f"{model_name} {mitigation} {label}: top-1 {scores['top1']:.2f} top-5 {scores['top5']:.2f} "
               f"({scores['n_images']} images)", flush=True)
-    return {"task": "classification", "model": model_name, "mitigation": MITIGATION, "rows": rows}
+    return {"task": "classification", "model": model_name, "mitigation": mitigation, "rows": rows}

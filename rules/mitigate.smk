@@ -1,0 +1,184 @@
+# Mitigations: fine-tuning, off-the-shelf correctors (QGAC; ARCNN/IDCN per quality) and TTAC.
+# Every training job checkpoints each epoch beside its output and resumes from there when run again.
+
+TRAIN_DATASET = train_dataset(config)
+CORRECTION = config["correction"]
+MITIGATE = CLS["mitigate"]
+AC_NETWORKS = "|".join(CLS["ac_comparison"]["networks"]) or "(?!)"
+
+
+def trainer_params(*sections):
+    """The training settings a job gets (and records): the sections merged, plus the seed."""
+    merged = {"seed": config["seed"]}
+    for section in sections:
+        merged.update({k: v for k, v in section.items() if not isinstance(v, dict)})
+    return as_json(merged)
+
+
+SHARED = {k: MITIGATE[k] for k in ("epochs", "batch_size", "workers", "crop") if k in MITIGATE}
+SHARED_CROP = {k: MITIGATE[k] for k in ("workers", "crop") if k in MITIGATE}  # correctors have their own epochs
+
+
+rule frequency_stats:
+    input:
+        train=paths.manifest("{dataset}", "train"),
+    output:
+        stats=paths.frequency_stats("{dataset}"),
+    conda:
+        ENV
+    log:
+        paths.log("mitigate", "stats-{dataset}"),
+    message:
+        "Per-frequency DCT statistics of the lossless {wildcards.dataset} training images (QGAC's normalisation)"
+    shell:
+        "jpegstudy frequency-stats --train {input.train} --out {output.stats} > {log} 2>&1"
+
+
+if CORRECTION["qgac"]["weights"] == "train":
+
+    rule train_offtheshelf_qgac:
+        input:
+            train=paths.manifest(CORRECTION["dataset"], "train"),
+            stats=paths.frequency_stats(CORRECTION["dataset"]),
+        output:
+            model=paths.offtheshelf("qgac"),
+        params:
+            train=trainer_params(CORRECTION["qgac"], CORRECTION["qgac"]["train"], SHARED_CROP),
+            device=config["device"],
+        threads: config["threads"]
+        resources:
+            mem_mb=2000,
+        conda:
+            ENV
+        log:
+            paths.log("mitigate", "qgac-offtheshelf"),
+        benchmark:
+            paths.benchmark("mitigate", "qgac-offtheshelf")
+        message:
+            "Training QGAC off the shelf (pixel loss, quality ~ U[10, 90]) on {input.train}"
+        shell:
+            "jpegstudy train-corrector --network qgac --train {input.train} --stats {input.stats}"
+            " --params {params.train:q} --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
+
+else:
+
+    rule resolve_qgac:
+        input:
+            weights=CORRECTION["qgac"]["weights"],
+            stats=[CORRECTION["qgac"]["stats"]] if CORRECTION["qgac"].get("stats") else [],
+        output:
+            model=paths.offtheshelf("qgac"),
+        params:
+            net=as_json(CORRECTION["qgac"]),
+            stats=lambda w, input: f"--stats {shlex.quote(input.stats[0])}" if input.stats else "",
+        conda:
+            ENV
+        log:
+            paths.log("mitigate", "qgac-offtheshelf"),
+        message:
+            "Loading the published QGAC weights {input.weights}"
+        shell:
+            "jpegstudy resolve-corrector --network qgac --weights {input.weights:q} {params.stats}"
+            " --params {params.net:q} --out {output.model} > {log} 2>&1"
+
+
+rule train_offtheshelf_quality_aware:
+    input:
+        train=paths.manifest(CORRECTION["dataset"], "train"),
+    output:
+        model=paths.offtheshelf("{network}", "{quality}"),
+    wildcard_constraints:
+        network=AC_NETWORKS,
+        quality=r"[1-9][0-9]?|100",
+    params:
+        train=lambda w: trainer_params(CORRECTION[w.network], CORRECTION[w.network]["train"], SHARED_CROP),
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        mem_mb=2000,
+    conda:
+        ENV
+    log:
+        paths.log("mitigate", "{network}-q{quality}-offtheshelf"),
+    benchmark:
+        paths.benchmark("mitigate", "{network}-q{quality}-offtheshelf")
+    message:
+        "Training {wildcards.network} for quality {wildcards.quality} off the shelf (MSE) on {input.train}"
+    shell:
+        "jpegstudy train-corrector --network {wildcards.network} --quality {wildcards.quality}"
+        " --train {input.train} --params {params.train:q} --threads {threads} --device {params.device}"
+        " --out {output.model} > {log} 2>&1"
+
+
+def ttac_input(w):
+    quality = getattr(w, "quality", None)
+    return {
+        "corrector": paths.offtheshelf(w.network, quality),
+        "reference": paths.reference("classification", w.model),
+        "train": paths.manifest(TRAIN_DATASET, "train"),
+    }
+
+
+rule train_ttac:
+    input:
+        unpack(ttac_input),
+    output:
+        model=paths.ttac("{network}", "classification", "{model}"),
+    wildcard_constraints:
+        network="qgac",
+    params:
+        train=trainer_params(SHARED, MITIGATE["ttac"]),
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+    conda:
+        ENV
+    log:
+        paths.log("mitigate", "{network}-ttac-classification-{model}"),
+    benchmark:
+        paths.benchmark("mitigate", "{network}-ttac-classification-{model}")
+    message:
+        "Task-targeted training of {wildcards.network} in front of the frozen {wildcards.model} (no labels)"
+    shell:
+        "jpegstudy train-ttac --corrector {input.corrector} --reference {input.reference} --train {input.train}"
+        " --params {params.train:q} --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
+
+
+use rule train_ttac as train_ttac_quality_aware with:
+    output:
+        model=paths.ttac("{network}", "classification", "{model}", "{quality}"),
+    wildcard_constraints:
+        network=AC_NETWORKS,
+        quality=r"[1-9][0-9]?|100",
+    log:
+        paths.log("mitigate", "{network}-q{quality}-ttac-classification-{model}"),
+    benchmark:
+        paths.benchmark("mitigate", "{network}-q{quality}-ttac-classification-{model}")
+    message:
+        "Task-targeted training of {wildcards.network} (Q={wildcards.quality}) in front of {wildcards.model}"
+
+
+rule finetune:
+    input:
+        reference=paths.reference("classification", "{model}"),
+        train=paths.manifest(TRAIN_DATASET, "train"),
+    output:
+        model=paths.finetuned("classification", "{model}"),
+    params:
+        train=trainer_params(SHARED, MITIGATE["finetune"]),
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        mem_mb=3000,
+    conda:
+        ENV
+    log:
+        paths.log("mitigate", "finetune-classification-{model}"),
+    benchmark:
+        paths.benchmark("mitigate", "finetune-classification-{model}")
+    message:
+        "Fine-tuning {wildcards.model} on training images JPEG-compressed at quality ~ U[10, 90]"
+    shell:
+        "jpegstudy finetune --reference {input.reference} --train {input.train} --params {params.train:q}"
+        " --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"

@@ -1,0 +1,70 @@
+"""What a corrector sees of a batch of JPEGs: the decoded pixels and the file's own DCT coefficients and tables.
+
+Training compresses on the fly (from_images); evaluation reads the compressed files written by the compress rule
+(from_files). Either way the pixels are libjpeg's decode of the very file the coefficients come from.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from jpegstudy import jpeg
+
+# The paper's training range: every training image is compressed at a quality drawn uniformly from [10, 90].
+QUALITY_RANGE = (10, 90)
+
+
+@dataclass
+class JpegBatch:
+    rgb: torch.Tensor  # (N, 3, h, w) float in [0, 1]: the decoded JPEGs
+    coefficients: jpeg.CoefficientBatch
+    qualities: list[int | None]  # None where unknown (a file read back; its tables say what they say)
+
+    def to(self, device) -> JpegBatch:
+        return JpegBatch(self.rgb.to(device), self.coefficients.to(device), self.qualities)
+
+
+def draw_qualities(n: int, generator: torch.Generator) -> list[int]:
+    low, high = QUALITY_RANGE
+    return torch.randint(low, high + 1, (n,), generator=generator).tolist()
+
+
+def _pixels(data: bytes, size: tuple[int, int]) -> torch.Tensor:
+    with Image.open(io.BytesIO(data)) as im:
+        rgb = np.asarray(im.convert("RGB"))[: size[0], : size[1]]  # drop the padding compress_coefficients added
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
+
+
+def from_images(images: torch.Tensor, qualities: list[int]) -> JpegBatch:
+    """Compress each uint8 (3, h, w) image at its quality (libjpeg, as the compress rule does) and read it back."""
+    rgb, coefs = [], []
+    for image, q in zip(images, qualities):
+        data, c = jpeg.compress_coefficients(Image.fromarray(image.permute(1, 2, 0).numpy()), q)
+        rgb.append(_pixels(data, c.size))
+        coefs.append(c)
+    return JpegBatch(torch.stack(rgb).float() / 255, jpeg.stack_coefficients(coefs), list(qualities))
+
+
+def from_files(files: list[bytes]) -> list[tuple[list[int], JpegBatch]]:
+    """The JPEG files' own decode and coefficients, as batches of equal-sized images: (indices into files, batch)."""
+    coefs = [jpeg.read_coefficients(data) for data in files]
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(coefs):
+        groups.setdefault((c.size, tuple(c.y.shape)), []).append(i)
+    out = []
+    for idx in groups.values():
+        rgb = torch.stack([_pixels(files[i], coefs[i].size) for i in idx]).float() / 255
+        out.append((idx, JpegBatch(rgb, jpeg.stack_coefficients([coefs[i] for i in idx]), [None] * len(idx))))
+    return out
+
+
+def decoded(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
+    """Only the decoded JPEGs, (N, 3, h, w) in [0, 1] (fine-tuning needs no coefficients)."""
+    out = [jpeg.decode(jpeg.compress(Image.fromarray(im.permute(1, 2, 0).numpy()), q)) for im, q in
+           zip(images, qualities)]
+    return torch.stack([torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1) for im in out]).float() / 255

@@ -1,0 +1,62 @@
+"""Off-the-shelf artifact correction: the corrector trained for image quality alone, no task in sight.
+
+QGAC: pixel loss L1 - 0.05 SSIM (its published recipe) at a quality drawn uniformly from [10, 90] for every image.
+ARCNN and IDCN are quality-aware: one network per quality, trained with MSE (their papers' loss) at that quality.
+Adam with cosine annealing; resumable per epoch (train.loop).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+from jpegstudy.correction import inputs
+from jpegstudy.correction.corrector import Corrector
+from jpegstudy.data import training
+from jpegstudy.data.manifest import Manifest
+from jpegstudy.devices import pick_device
+from jpegstudy.train import loop
+
+SSIM_WEIGHT = 0.05
+
+
+def pixel_loss(network: str, restored: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    if network == "qgac":
+        return (restored - original).abs().mean() - SSIM_WEIGHT * ssim(restored, original, data_range=1.0)
+    return torch.nn.functional.mse_loss(restored, original)
+
+
+def qualities_for(corrector: Corrector, n: int, generator: torch.Generator) -> list[int]:
+    """A quality-aware corrector sees its own quality only; QGAC one drawn per image from [10, 90]."""
+    if corrector.quality is not None:
+        return [corrector.quality] * n
+    return inputs.draw_qualities(n, generator)
+
+
+def train(corrector: Corrector, manifest: Manifest, *, out, epochs: int, batch_size: int, lr: float,
+          lr_min: float, seed: int, crop: int | None = None, workers: int = 0, device: str = "cpu") -> Corrector:
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    corrector.to(dev).train()
+    optimizer = torch.optim.Adam(corrector.parameters(), lr=lr)
+    schedule = loop.cosine(optimizer, epochs * (len(manifest.images) // batch_size), lr_min)
+
+    def epoch(_: int, generator: torch.Generator) -> str:
+        total = steps = 0
+        for images, _labels in training.batches(manifest, batch_size=batch_size, generator=generator, crop=crop,
+                                                workers=workers):
+            batch = inputs.from_images(images, qualities_for(corrector, len(images), generator)).to(dev)
+            loss = pixel_loss(corrector.network, corrector(batch), images.to(dev).float() / 255)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total, steps = total + loss.item(), steps + 1
+        return f"{corrector.describe()} pixel loss {total / steps:.4f}"
+
+    settings = {"what": "offtheshelf", "network": corrector.network, "kwargs": corrector.kwargs,
+                "quality": corrector.quality, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                "lr_min": lr_min, "seed": seed, "crop": crop, "images": len(manifest.images)}
+    loop.run_epochs(out, epochs=epochs, seed=seed, settings=settings,
+                    states={"corrector": corrector, "optimizer": optimizer, "schedule": schedule}, epoch_fn=epoch)
+    return corrector.cpu().eval()
