@@ -60,3 +60,43 @@ rule evaluate_classification:
         " --compressed {params.compressed} --params {params.used:q} --rule evaluate_classification"
         " --batch-size {params.batch_size} --workers {params.workers} --threads {threads}"
         " --device {params.device} --out {output.metrics} > {log} 2>&1"
+
+
+def throughput_correctors():
+    """One corrector file per network in the study: what is timed is the network, not its weights."""
+    wanted = set(CLS["mitigations"])
+    out = {}
+    if wanted & {"offtheshelf", "ttac", "transfer"}:
+        out["qgac"] = paths.offtheshelf("qgac")
+    if "ac_comparison" in wanted:
+        quality = CLS["ac_comparison"]["qualities"][0]
+        out.update({net: paths.offtheshelf(net, quality) for net in CLS["ac_comparison"]["networks"]})
+    return out
+
+
+rule throughput_classification:
+    input:
+        reference=paths.reference("classification", "{model}"),
+        correctors=list(throughput_correctors().values()),
+    output:
+        metrics=paths.throughput("classification", "{model}"),
+    params:
+        correctors=" ".join(f"{name}={path}" for name, path in throughput_correctors().items()),
+        used=as_json({**CLS["throughput"], "seed": config["seed"], "threads": config["threads"]}),
+        threads=config["threads"],
+        device=config["device"],
+    # All the cores, so no other job runs beside it and skews the timing; torch itself uses `threads` of them,
+    # as every training and evaluation job does.
+    threads: workflow.cores
+    conda:
+        ENV
+    log:
+        paths.log("evaluate", "throughput-classification-{model}"),
+    benchmark:
+        paths.benchmark("evaluate", "throughput-classification-{model}")
+    message:
+        "Measuring training and inference throughput of {wildcards.model}, alone and with each corrector"
+    shell:
+        "jpegstudy throughput --model {wildcards.model} --reference {input.reference}"
+        " --corrector {params.correctors} --params {params.used:q} --rule throughput_classification"
+        " --threads {params.threads} --device {params.device} --out {output.metrics} > {log} 2>&1"

@@ -186,6 +186,20 @@ def cmd_finetune(a) -> None:
     loop.finish(a.out)
 
 
+def cmd_throughput(a) -> None:
+    import torch
+
+    from jpegstudy import atomic, throughput
+
+    torch.set_num_threads(a.threads)
+    p = _json(a.params)
+    correctors = dict(item.split("=", 1) for item in a.corrector)
+    result = throughput.classification_throughput(
+        model_name=a.model, reference=a.reference, corrector_files=correctors, batch_sizes=p["batch_sizes"],
+        seconds=p["seconds"], params=p, rule=a.rule, device=a.device, seed=p.get("seed", 0))
+    atomic.write_json(a.out, result)
+
+
 def cmd_table(a) -> None:
     from jpegstudy.report import tables
 
@@ -301,6 +315,17 @@ def parser() -> argparse.ArgumentParser:
     s = trainer("train-ttac", "task-targeted training of a corrector in front of a frozen model", cmd_train_ttac)
     s.add_argument("--corrector", required=True, help="the off-the-shelf corrector to start from")
     s.add_argument("--reference", required=True, help="the task model (reference file)")
+
+    s = sub.add_parser("throughput", help="images/s of training and inference, model alone and with each corrector")
+    s.add_argument("--model", required=True, help="the model's name in config")
+    s.add_argument("--reference", required=True)
+    s.add_argument("--corrector", nargs="*", default=[], metavar="NAME=FILE")
+    s.add_argument("--params", default="", help="JSON: batch_sizes, seconds, seed (kept as provenance)")
+    s.add_argument("--rule", default="throughput")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_throughput)
 
     s = trainer("finetune", "fine-tune a model on random-quality JPEGs", cmd_finetune)
     s.add_argument("--reference", required=True)
