@@ -2,9 +2,12 @@
 
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
 import yaml
@@ -158,7 +161,7 @@ def test_own_checkpoint_on_own_flat_imagenet_folder(tmp_path):
     config = {
         "qualities": [20], "device": "cpu",
         "datasets": {"mine": {"kind": "imagenet", "val": str(val), "ground_truth": str(gt)}},
-        "classification": {"dataset": "mine", "eval_batch_size": 4, "models": {"r18": {
+        "classification": {"dataset": "mine", "eval_batch_size": 4, "mitigations": [], "models": {"r18": {
             "arch": "resnet18", "weights": str(ckpt),
             "transform": {"resize": 36, "crop": 32, "interpolation": "bicubic", "mean": [0.5] * 3,
                           "std": [0.5] * 3}}}},
@@ -185,7 +188,7 @@ def test_own_checkpoint_on_own_flat_imagenet_folder(tmp_path):
 
 def test_a_configfile_replaces_the_default_study(tmp_path):
     """`--configfile` is a whole study: the embedded study's models must not be merged into it."""
-    config = smoke_with(classification__models={"vgg": {"arch": "vgg19"}})
+    config = smoke_with(classification__models={"vgg": {"arch": "vgg19"}}, classification__mitigations=[])
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml"),
                            quiet=False)  # config.yaml in the workdir is the smoke study
@@ -193,3 +196,36 @@ def test_a_configfile_replaces_the_default_study(tmp_path):
     plan = result.stdout + result.stderr
     assert "results/models/classification/vgg/reference.pt" in plan
     assert "classification/resnet18" not in plan and "classification/mobilenet_v2" not in plan
+
+
+def test_a_killed_training_job_resumes_to_the_same_weights(tmp_path):
+    """Kill snakemake (and its job) mid-way through fine-tuning; run it again: it resumes after the last finished
+    epoch and ends with the very weights of an uninterrupted run."""
+    config = smoke_with(classification__mitigate={"epochs": 12, "batch_size": 16})
+    target = "results/models/classification/resnet18/finetune.pt"
+    result = run_snakemake(tmp_path, target, config=config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    whole = (tmp_path / target).read_bytes()
+    resume = tmp_path / (target + ".resume")
+    assert not resume.exists()  # dropped once the output is written
+
+    (tmp_path / target).unlink()
+    job = subprocess.Popen(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "1", target],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not resume.exists() and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    assert resume.exists() and not (tmp_path / target).exists()
+
+    subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--unlock"], check=True,
+                   capture_output=True)
+    result = subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--cores", "1",
+                             "--rerun-incomplete", target], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "results/logs/mitigate/finetune-classification-resnet18.log").read_text()
+    done = int(re.search(r"resuming from .*: epochs 1-(\d+) already done", log).group(1))
+    assert 1 <= done < 12
+    assert (tmp_path / target).read_bytes() == whole
+    assert not resume.exists()
