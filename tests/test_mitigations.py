@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.transforms.functional import pil_to_tensor
 
-from jpegstudy import compress, evaluate, throughput
+from jpegstudy import compress, evaluate, jpeg, throughput
 from jpegstudy.config import ConfigError, check_semantics, classification_mitigations, mitigation_inputs
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
@@ -114,20 +114,37 @@ def test_quality_aware_corrector_for_a_missing_quality_is_refused(data, tmp_path
         evaluate_with(data, {30: str(tmp_path / "c.pt")})
 
 
-def test_offtheshelf_training_lowers_the_pixel_loss(data, tmp_path):
+def test_qgac_with_the_pixel_loss_learns_to_beat_the_jpeg(data):
+    """The whole corrector path (coefficients, normalisation, QGAC, back to pixels) and the off-the-shelf loss:
+    a few Adam steps on one Q=10 batch make the output closer to the originals than the JPEG is."""
+    images = torch.stack([pil_to_tensor(load_rgb(data["train"].path_of(i))) for i in range(20)])
     torch.manual_seed(0)
-    c = tiny_arcnn(quality=10)
-    images = torch.stack([pil_to_tensor(load_rgb(data["train"].path_of(i))) for i in range(8)])
-    batch = inputs.from_images(images, [10] * 8)
+    c = correctors.Corrector("qgac", {"luma_channels": 8, "chroma_channels": 4, "luma_blocks": 1},
+                             jpeg.FrequencyStats.compute(iter(images)))
+    batch = inputs.from_images(images, [10] * 20)
     original = images.float() / 255
+    jpeg_loss = restore.pixel_loss("qgac", batch.rgb, original).item()
+    optimizer = torch.optim.Adam(c.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(20):
+        loss = restore.pixel_loss("qgac", c(batch), original)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert abs(losses[0] - jpeg_loss) < 0.005  # untrained, QGAC returns (nearly) its input
+    assert losses[-1] < jpeg_loss - 0.002
 
-    def loss():
-        with torch.no_grad():
-            return restore.pixel_loss("arcnn", c.eval()(batch), original).item()
 
-    jpeg_loss = restore.pixel_loss("arcnn", batch.rgb, original).item()
-    restore.train(c, data["train"], out=tmp_path / "o.pt", epochs=3, batch_size=8, lr=3e-3, lr_min=1e-4, seed=0)
-    assert loss() < jpeg_loss  # better than the JPEG itself
+def test_offtheshelf_training_is_deterministic(data, tmp_path):
+    runs = []
+    for i in range(2):
+        torch.manual_seed(0)
+        c = restore.train(tiny_arcnn(quality=10), data["train"], out=tmp_path / f"o{i}.pt", epochs=1, batch_size=8,
+                          lr=1e-3, lr_min=1e-4, seed=0)
+        runs.append(state_bytes(c))
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert not all(torch.equal(a, b) for a, b in zip(runs[0], state_bytes(tiny_arcnn(quality=10))))
 
 
 def test_finetuning_changes_the_weights_deterministically(data, tmp_path):
@@ -148,8 +165,10 @@ def test_throughput_rows(data, tmp_path):
         model_name="resnet18", reference=str(data["reference"]), corrector_files={"arcnn": str(tmp_path / "a.pt")},
         batch_sizes=[1, 4], seconds=0.05, params={}, rule="test", device="cpu")
     rows = result["rows"]
+    # at 32 px resnet18's last features are 1x1: batch norm cannot train on a batch of one, so that figure is absent
     assert [(r["corrector"], r["mode"], r["batch_size"]) for r in rows] == [
-        (c, m, b) for b in (1, 4) for c in (None, "arcnn") for m in ("inference", "train")]
+        (c, m, b) for b in (1, 4) for c in (None, "arcnn") for m in ("inference", "train")
+        if (c, m, b) != (None, "train", 1)]
     assert all(r["images_per_s"] > 0 and r["image_size"] == SIZE and r["id"] for r in rows)
     assert rows[1]["provenance"]["inputs"]["weights"]["path"] == str(data["reference"])
 

@@ -13,7 +13,7 @@ import functools
 import io
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jpeglib
 import numpy as np
@@ -106,13 +106,18 @@ def upsample_chroma_dct(cbcr: torch.Tensor) -> torch.Tensor:
     return block_dct(torch.nn.functional.interpolate(pixels, scale_factor=2, mode="nearest"))
 
 
-# --- reading a file's own coefficients (jpeglib: libjpeg's jpeg_read_coefficients) ---
+# --- QGAC's inputs: a file's own dequantized coefficients and tables (jpeglib wraps jpeg_read_coefficients) ---
 
-@dataclass(frozen=True)
+# jpeglib only reads paths: bytes go through a temporary file, in memory (tmpfs) where the machine has one.
+_TMPDIR = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+_SOI = b"\xff\xd8"  # every JPEG starts with it; checked first so libjpeg never sees other files
+
+
+@dataclass(frozen=True, eq=False)
 class Coefficients:
-    """One JPEG's dequantized DCT coefficients (coef * table), each 8x8 block's 64 laid out as an 8x8 tile in
-    natural order: y (1, H, W) and cbcr (2, H/2, W/2), H and W multiples of 16; the tables (8, 8); the image's own
-    (height, width) before any padding."""
+    """One JPEG's dequantized DCT coefficients (coef * table), each 8x8 block's 64 as an 8x8 tile in natural
+    (row-major) order: y (1, H, W), cbcr (2, H/2, W/2), H and W the padded size (multiples of 16); the tables
+    qy, qc (8, 8) in natural order; size = (height, width) of the image before padding."""
     y: torch.Tensor
     cbcr: torch.Tensor
     qy: torch.Tensor
@@ -120,72 +125,85 @@ class Coefficients:
     size: tuple[int, int]
 
 
-def _tiles(blocks: np.ndarray) -> torch.Tensor:
-    """jpeglib's (rows, cols, 8, 8) blocks as one (rows*8, cols*8) plane."""
+def _plane(blocks: np.ndarray, table: np.ndarray) -> torch.Tensor:
+    """jpeglib's (rows, cols, 8, 8) quantized blocks ([row frequency, column frequency], natural order) -> one
+    dequantized (rows*8, cols*8) plane. int16 * uint16 promotes to int32: no overflow before the float cast."""
     rows, cols = blocks.shape[:2]
-    return torch.from_numpy(blocks.astype(np.float32).transpose(0, 2, 1, 3).reshape(rows * BLOCK, cols * BLOCK))
+    plane = (blocks * table).astype(np.float32).transpose(0, 2, 1, 3).reshape(rows * BLOCK, cols * BLOCK)
+    return torch.from_numpy(np.ascontiguousarray(plane))
 
 
 def read_coefficients(source: bytes | str | os.PathLike) -> Coefficients:
-    """The coefficients and tables of a baseline 4:2:0 colour JPEG (the study's codec writes nothing else)."""
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
-    if isinstance(source, bytes):
-        # jpeglib reads paths only; /dev/shm keeps the round trip in memory where there is one.
-        tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-        with tempfile.NamedTemporaryFile(suffix=".jpg", dir=tmpdir) as f:
-            f.write(source)
+    """The coefficients and tables of a colour 4:2:0 JPEG, padded to whole 16x16 MCUs (QGAC's input)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        name = f"JPEG data ({len(data)} bytes)"
+        if data[:2] != _SOI:
+            raise ValueError(f"{name}: not a JPEG file (no SOI marker)")
+        with tempfile.NamedTemporaryFile(suffix=".jpg", dir=_TMPDIR) as f:
+            f.write(data)
             f.flush()
             return _read_coefficients(f.name, name)
-    return _read_coefficients(str(source), name)
+    path = os.fspath(source)
+    with open(path, "rb") as f:
+        if f.read(2) != _SOI:
+            raise ValueError(f"{path}: not a JPEG file (no SOI marker)")
+    return _read_coefficients(path, path)
 
 
 def _read_coefficients(path: str, name: str) -> Coefficients:
     try:
-        with Image.open(path) as im:
-            if im.format != "JPEG" or im.mode != "RGB":
-                raise ValueError(f"{name}: not a colour JPEG (format {im.format}, mode {im.mode})")
         d = jpeglib.read_dct(path)
-        d.load()
-    except (OSError, SyntaxError) as e:
-        raise ValueError(f"{name}: cannot read JPEG coefficients ({str(e).splitlines()[0]})") from None
+        d.load()  # jpeglib reads lazily; the temporary file is gone after the caller returns
+        ncomp, space = d.num_components, d.jpeg_color_space
+    except OSError as e:
+        why = str(e).splitlines()[0].replace(path, "the file")  # never name our temporary file
+        raise ValueError(f"{name}: cannot read JPEG coefficients ({why}; libjpeg's reason is on stderr)") from None
+    if ncomp != 3 or space.name != "JCS_YCbCr":
+        raise ValueError(f"{name}: {ncomp}-component {space.name} JPEG; QGAC needs colour (YCbCr) JPEGs")
     sampling = np.asarray(d.samp_factor).tolist()
     if sampling != [[2, 2], [1, 1], [1, 1]]:
-        raise ValueError(f"{name}: chroma sampling {sampling} is not 4:2:0; the study's JPEGs are 4:2:0")
-    tables = np.asarray(d.qt, dtype=np.float32)
-    which = list(d.quant_tbl_no)
-    qy, qc = torch.from_numpy(tables[which[0]]), torch.from_numpy(tables[which[1]])
-    if which[1] != which[2]:
-        raise ValueError(f"{name}: Cb and Cr use different quantization tables")
-    cbcr = torch.stack([_tiles(d.Cb) * qc.repeat(*d.Cb.shape[:2]), _tiles(d.Cr) * qc.repeat(*d.Cr.shape[:2])])
-    y = _tiles(d.Y) * qy.repeat(*d.Y.shape[:2])
-    # libjpeg stores only the luma blocks the image covers; the chroma blocks cover whole 16x16 MCUs. Repeat the
-    # last luma block row/column up to twice the chroma size so both planes describe the same padded area.
-    h, w = 2 * cbcr.shape[1], 2 * cbcr.shape[2]
-    while y.shape[0] < h:
-        y = torch.cat([y, y[-BLOCK:]], 0)
-    while y.shape[1] < w:
-        y = torch.cat([y, y[:, -BLOCK:]], 1)
-    return Coefficients(y[None], cbcr, qy, qc, (int(d.height), int(d.width)))
+        raise ValueError(f"{name}: sampling factors {sampling} are not 4:2:0 ([[2, 2], [1, 1], [1, 1]])")
+    # jpeglib keeps only the luma blocks the image covers, while the chroma blocks cover whole 16x16 MCUs. A file
+    # whose size is not a multiple of 16 (any ImageNet photo the compress rule wrote) gets its last luma block
+    # row/column repeated up to twice the chroma size, so both planes describe the same padded area; everything
+    # beyond the image is cropped away after correction.
+    (bh, bw), chroma = d.Y.shape[:2], {d.Cb.shape[:2], d.Cr.shape[:2]}
+    if len(chroma) != 1 or not (0 <= 2 * d.Cb.shape[0] - bh <= 1 and 0 <= 2 * d.Cb.shape[1] - bw <= 1):
+        raise ValueError(f"{name}: luma blocks {bh}x{bw} do not match chroma blocks {sorted(chroma)}")
+    luma = np.pad(d.Y, ((0, 2 * d.Cb.shape[0] - bh), (0, 2 * d.Cb.shape[1] - bw), (0, 0), (0, 0)), mode="edge")
+    tno = [int(t) for t in d.quant_tbl_no]  # the table index of each component
+    if tno[1] != tno[2]:
+        raise ValueError(f"{name}: Cb and Cr use different quantization tables ({tno[1]}, {tno[2]})")
+    qt = np.asarray(d.qt)
+    qy, qc = qt[tno[0]], qt[tno[1]]
+    cbcr = torch.stack([_plane(d.Cb, qc), _plane(d.Cr, qc)])
+    return Coefficients(_plane(luma, qy)[None], cbcr, torch.from_numpy(qy.astype(np.float32)),
+                        torch.from_numpy(qc.astype(np.float32)), (int(d.height), int(d.width)))
 
 
 def pad_to_16(image: Image.Image) -> Image.Image:
-    """Replicate the last row and column up to multiples of 16 (QGAC's input contract)."""
+    """Replicate the last row and column (bottom/right) up to multiples of 16; `image` itself if already so."""
     w, h = image.size
     pw, ph = -w % 16, -h % 16
     if not pw and not ph:
         return image
-    a = np.asarray(image)
-    return Image.fromarray(np.pad(a, ((0, ph), (0, pw), (0, 0)), mode="edge"))
+    out = image.crop((0, 0, w + pw, h + ph))  # keeps mode and palette; the new area is overwritten below
+    if ph:
+        out.paste(image.crop((0, h - 1, w, h)).resize((w, ph), Image.Resampling.NEAREST), (0, h))
+    if pw:
+        out.paste(out.crop((w - 1, 0, w, h + ph)).resize((pw, h + ph), Image.Resampling.NEAREST), (w, 0))
+    return out
 
 
 def compress_coefficients(image: Image.Image, quality: int) -> tuple[bytes, Coefficients]:
-    """Compress `image` (padded to 16) and read the file back; size is the unpadded image's."""
+    """QGAC's steps 1-2: pad to 16, compress(), read the file back. The bytes are the padded JPEG; size is the
+    unpadded image's (crop decoded pixels and corrected outputs to it)."""
     data = compress(pad_to_16(image), quality)
-    c = read_coefficients(data)
-    return data, Coefficients(c.y, c.cbcr, c.qy, c.qc, (image.height, image.width))
+    return data, replace(read_coefficients(data), size=(image.height, image.width))
 
 
-@dataclass
+@dataclass(eq=False)
 class CoefficientBatch:
     y: torch.Tensor  # (N, 1, H, W)
     cbcr: torch.Tensor  # (N, 2, H/2, W/2)
@@ -195,61 +213,85 @@ class CoefficientBatch:
 
     def to(self, device) -> CoefficientBatch:
         return CoefficientBatch(self.y.to(device), self.cbcr.to(device), self.qy.to(device), self.qc.to(device),
-                                self.sizes)
+                                list(self.sizes))
 
 
 def stack_coefficients(items: list[Coefficients]) -> CoefficientBatch:
-    shapes = {tuple(c.y.shape) for c in items}
+    """Batch files of one padded size (their unpadded sizes may differ)."""
+    shapes = sorted({tuple(c.y.shape[1:]) for c in items})
     if len(shapes) != 1:
-        raise ValueError(f"cannot batch coefficients of different sizes: {sorted(shapes)}")
+        raise ValueError(f"cannot batch coefficients of padded sizes {shapes}; need exactly one")
     return CoefficientBatch(torch.stack([c.y for c in items]), torch.stack([c.cbcr for c in items]),
                             torch.stack([c.qy for c in items])[:, None], torch.stack([c.qc for c in items])[:, None],
                             [c.size for c in items])
 
 
 # Full-range YCbCr as JFIF defines it and libjpeg computes it (ITU-R BT.601 weights), on the 0..255 scale.
-_RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-_YCBCR_OFFSET = torch.tensor([0.0, 128.0, 128.0])
+_RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+                             dtype=torch.float64)
+_YCBCR_TO_RGB = torch.linalg.inv(_RGB_TO_YCBCR)  # 1.402, -0.344136, -0.714136, 1.772 (libjpeg's, to 6 digits)
+_CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)
 
 
 def rgb_to_ycbcr(x: torch.Tensor) -> torch.Tensor:
-    m = _RGB_TO_YCBCR.to(x.device, x.dtype)
-    return torch.einsum("ij,njhw->nihw", m, x) + _YCBCR_OFFSET.to(x.device, x.dtype)[:, None, None]
+    """(N, 3, H, W) RGB -> YCbCr, both on the 0..255 scale."""
+    m, off = _RGB_TO_YCBCR.to(x.device, x.dtype), _CHROMA_OFFSET.to(x.device, x.dtype)
+    return torch.einsum("ij,njhw->nihw", m, x) + off[:, None, None]
 
 
 def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    m = torch.linalg.inv(_RGB_TO_YCBCR.double()).to(x.device, x.dtype)
-    return torch.einsum("ij,njhw->nihw", m, x - _YCBCR_OFFSET.to(x.device, x.dtype)[:, None, None])
+    """Inverse of rgb_to_ycbcr."""
+    m, off = _YCBCR_TO_RGB.to(x.device, x.dtype), _CHROMA_OFFSET.to(x.device, x.dtype)
+    return torch.einsum("ij,njhw->nihw", m, x - off[:, None, None])
 
 
-def coefficients_to_rgb(y: torch.Tensor, cbcr_full: torch.Tensor) -> torch.Tensor:
-    """Dequantized coefficients (luma and full-resolution chroma, (N, 1|2, H, W)) -> RGB in [0, 1]; differentiable
-    (the clamp passes no gradient to pixels outside [0, 255], as a decoder would clip them)."""
-    # libjpeg clips each component to [0, 255] after the IDCT, before converting colours: so do we.
+def coefficients_to_rgb(y: torch.Tensor, cbcr_full: torch.Tensor, sizes=None) -> torch.Tensor:
+    """Dequantized coefficients, y (N, 1, H, W) and full-resolution chroma (N, 2, H, W) -> RGB in [0, 1],
+    cropped to `sizes` (all equal) if given. Differentiable; the clamps pass no gradient where they clip."""
+    # libjpeg clips Y, Cb and Cr to [0, 255] before the colour transform; without it, overshooting luma of a noisy
+    # image decodes up to 50 grey levels away from libjpeg's pixels.
     ycbcr = (block_idct(torch.cat([y, cbcr_full], 1)) + 128).clamp(0, 255)
-    return (ycbcr_to_rgb(ycbcr) / 255).clamp(0, 1)
+    rgb = (ycbcr_to_rgb(ycbcr) / 255).clamp(0, 1)
+    if sizes:
+        if len(set(sizes)) != 1:
+            raise ValueError(f"coefficients_to_rgb crops a batch to one size, got {sorted(set(sizes))}")
+        h, w = sizes[0]
+        rgb = rgb[..., :h, :w]
+    return rgb
 
 
+def rgb_to_coefficients(rgb01: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, H, W) RGB in [0, 1], H and W multiples of 8 -> unquantized (y (N, 1, H, W), cbcr (N, 2, H, W))."""
+    coef = block_dct(rgb_to_ycbcr(rgb01 * 255) - 128)
+    return coef[:, :1], coef[:, 1:]
+
+
+@dataclass(frozen=True, eq=False)
 class FrequencyStats:
-    """Per-channel (y, cb, cr), per-frequency mean and std of DCT coefficients, (3, 8, 8) each: QGAC's input
-    normalisation. Computed from lossless images, chroma at full resolution (before subsampling)."""
+    """Per-channel (y, cb, cr) per-frequency mean and std of dequantized DCT coefficients, shape (3, 8, 8) each."""
+    mean: torch.Tensor
+    std: torch.Tensor
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor):
-        for name, t in (("mean", mean), ("std", std)):
+    def __post_init__(self):
+        for key in ("mean", "std"):
+            t = torch.as_tensor(getattr(self, key))
             if tuple(t.shape) != (3, BLOCK, BLOCK):
-                raise ValueError(f"DCT statistics: {name} has shape {list(t.shape)}, expected [3, 8, 8]")
-        self.mean, self.std = mean.float(), std.float()
+                raise ValueError(f"DCT statistics: {key} has shape {tuple(t.shape)}, expected (3, 8, 8)")
+            object.__setattr__(self, key, t.float())
 
     @classmethod
-    def compute(cls, images) -> FrequencyStats:
-        """From uint8 (3, H, W) images; sums in float64 so large datasets do not lose precision."""
+    def compute(cls, rgb_images) -> FrequencyStats:
+        """From lossless (3, H, W) images, uint8 or float in [0, 1]. Chroma is taken at full resolution (before any
+        subsampling); sums are float64 so a large dataset loses no precision."""
         total = torch.zeros(3, BLOCK, BLOCK, dtype=torch.float64)
-        squares = torch.zeros_like(total)
-        count = 0
-        for image in images:
-            x = image.double()[None]
+        squares, count = torch.zeros_like(total), 0
+        for image in rgb_images:
+            x = torch.as_tensor(image)
+            if x.ndim != 3 or x.shape[0] != 3:
+                raise ValueError(f"DCT statistics need (3, H, W) RGB images, got shape {tuple(x.shape)}")
+            x = x.double()[None] * (1.0 if x.dtype == torch.uint8 else 255.0)
             x = torch.nn.functional.pad(x, (0, -x.shape[3] % BLOCK, 0, -x.shape[2] % BLOCK), mode="replicate")
-            coef = block_dct(rgb_to_ycbcr(x) - 128)[0]  # (3, H, W)
+            coef = block_dct(rgb_to_ycbcr(x) - 128)[0]
             blocks = coef.reshape(3, coef.shape[1] // BLOCK, BLOCK, coef.shape[2] // BLOCK, BLOCK)
             total += blocks.sum((1, 3))
             squares += (blocks ** 2).sum((1, 3))
@@ -257,18 +299,28 @@ class FrequencyStats:
         if not count:
             raise ValueError("DCT statistics need at least one image")
         mean = total / count
-        std = (squares / count - mean ** 2).clamp_min(0).sqrt().clamp_min(1e-3)  # no division by zero later
+        std = (squares / count - mean ** 2).clamp_min(0).sqrt().clamp_min(1e-3)  # population std; never divide by 0
         return cls(mean, std)
 
-    def _tiled(self, t: torch.Tensor, channels, like: torch.Tensor) -> torch.Tensor:
-        reps = (like.shape[-2] // BLOCK, like.shape[-1] // BLOCK)
-        return t[channels].to(like.device, like.dtype).repeat(1, *reps)
+    def _blocks(self, coef: torch.Tensor, channels):
+        """coef as (N, C, H/8, 8, W/8, 8) and the selected (C, 1, 8, 1, 8) mean and std, broadcast over blocks."""
+        n, c, h, w = coef.shape
+        mean, std = self.mean[channels], self.std[channels]
+        if mean.shape[0] != c or h % BLOCK or w % BLOCK:
+            raise ValueError(f"DCT statistics for {mean.shape[0]} channel(s) cannot apply to coefficients {n}x{c}x"
+                             f"{h}x{w} (sides must be multiples of 8)")
+        def shape(t):
+            return t.to(coef.device, coef.dtype)[:, None, :, None, :]
+        return coef.reshape(n, c, h // BLOCK, BLOCK, w // BLOCK, BLOCK), shape(mean), shape(std)
 
-    def normalize(self, coef: torch.Tensor, channels: list[int]) -> torch.Tensor:
-        return (coef - self._tiled(self.mean, channels, coef)) / self._tiled(self.std, channels, coef)
+    def normalize(self, coef: torch.Tensor, channels) -> torch.Tensor:
+        """coef (N, C, H, W) tiled; channels picks the stats of (y, cb, cr): [0] for y, [1, 2] for cbcr."""
+        blocks, mean, std = self._blocks(coef, channels)
+        return ((blocks - mean) / std).reshape(coef.shape)
 
-    def denormalize(self, coef: torch.Tensor, channels: list[int]) -> torch.Tensor:
-        return coef * self._tiled(self.std, channels, coef) + self._tiled(self.mean, channels, coef)
+    def denormalize(self, coef: torch.Tensor, channels) -> torch.Tensor:
+        blocks, mean, std = self._blocks(coef, channels)
+        return (blocks * std + mean).reshape(coef.shape)
 
     def to(self, device) -> FrequencyStats:
         return FrequencyStats(self.mean.to(device), self.std.to(device))
@@ -280,4 +332,4 @@ class FrequencyStats:
     def from_state_dict(cls, d) -> FrequencyStats:
         if not isinstance(d, dict) or not {"mean", "std"} <= set(d):
             raise ValueError("DCT statistics: expected a dict with 'mean' and 'std'")
-        return cls(torch.as_tensor(d["mean"]), torch.as_tensor(d["std"]))
+        return cls(d["mean"], d["std"])

@@ -50,7 +50,8 @@ class Corrector(torch.nn.Module):
         if self.network == "idcn":
             return self.net(batch.rgb, c.qy / 255, c.qc / 255).clamp(0, 1)
         stats = self.stats.to(c.y.device)
-        out = self.net(c.qy / 255, stats.normalize(c.y, [0]), c.qc / 255, stats.normalize(c.cbcr, [1, 2]))
+        base = stats.normalize(jpeg.upsample_chroma_dct(c.cbcr), [1, 2])  # the JPEG's own chroma, doubled
+        out = self.net(c.qy / 255, stats.normalize(c.y, [0]), c.qc / 255, stats.normalize(c.cbcr, [1, 2]), base)
         rgb = jpeg.coefficients_to_rgb(stats.denormalize(out[:, :1], [0]), stats.denormalize(out[:, 1:], [1, 2]))
         h, w = c.sizes[0]
         return rgb[..., :h, :w]
