@@ -22,6 +22,5 @@ include: "rules/report.smk"
 
 rule all:
     input:
-        paths.table("classification"),
-        expand(paths.figure("drop_classification", "{ext}"), ext=["pdf", "png"]),
+        REPORT_TARGETS,
     default_target: True

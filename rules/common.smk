@@ -4,7 +4,7 @@ import shlex
 import sys
 from functools import partial
 
-from jpegstudy import paths
+from jpegstudy import dag, paths
 from jpegstudy.config import (
     ConfigError,
     check_schema,
@@ -36,3 +36,4 @@ CLS = config["classification"]
 CLS_DATASET = CLS["dataset"]
 CLS_MODELS = CLS["models"]
 QUALITIES = config["qualities"]
+MITIGATIONS = classification_mitigations(config)

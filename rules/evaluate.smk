@@ -1,33 +1,15 @@
 # Evaluation: one job per (model, mitigation) loads the model once and scores the clean set and every quality.
 
-MITIGATIONS = classification_mitigations(config)
-
-
-def evaluation_input(w):
-    needs = mitigation_inputs(config, w.model, w.mitigation)
-    return {
-        "reference": needs["reference"],
-        "correctors": list(needs["correctors"].values()),
-        "clean": paths.manifest(CLS_DATASET, "val"),
-        "compressed": expand(paths.manifest(CLS_DATASET, "val-q{quality}"), quality=QUALITIES),
-    }
-
-
-def corrector_args(w):
-    correctors = mitigation_inputs(config, w.model, w.mitigation)["correctors"]
-    return " ".join(path if quality is None else f"{quality}={path}" for quality, path in correctors.items())
-
-
 rule evaluate_classification:
     input:
-        unpack(evaluation_input),
+        unpack(lambda w: dag.evaluation_input(config, w)),
     output:
         metrics=paths.metrics("classification", "{model}", "{mitigation}"),
     wildcard_constraints:
         mitigation="|".join(sorted({m for ms in MITIGATIONS.values() for m in ms})),
     params:
         compressed=lambda w, input: " ".join(f"{q}={m}" for q, m in zip(QUALITIES, input.compressed)),
-        correctors=lambda w: f"--corrector {corrector_args(w)}" if corrector_args(w) else "",
+        correctors=lambda w: dag.corrector_args(config, w),
         used=lambda w: as_json(
             {
                 "classification.dataset": CLS_DATASET,
@@ -62,26 +44,14 @@ rule evaluate_classification:
         " --device {params.device} --out {output.metrics} > {log} 2>&1"
 
 
-def throughput_correctors():
-    """One corrector file per network in the study: what is timed is the network, not its weights."""
-    wanted = set(CLS["mitigations"])
-    out = {}
-    if wanted & {"offtheshelf", "ttac", "transfer"}:
-        out["qgac"] = paths.offtheshelf("qgac")
-    if "ac_comparison" in wanted:
-        quality = CLS["ac_comparison"]["qualities"][0]
-        out.update({net: paths.offtheshelf(net, quality) for net in CLS["ac_comparison"]["networks"]})
-    return out
-
-
 rule throughput_classification:
     input:
         reference=paths.reference("classification", "{model}"),
-        correctors=list(throughput_correctors().values()),
+        correctors=list(dag.throughput_correctors(config).values()),
     output:
         metrics=paths.throughput("classification", "{model}"),
     params:
-        correctors=" ".join(f"{name}={path}" for name, path in throughput_correctors().items()),
+        correctors=" ".join(f"{name}={path}" for name, path in dag.throughput_correctors(config).items()),
         used=as_json({**CLS["throughput"], "seed": config["seed"], "threads": config["threads"]}),
         threads=config["threads"],
         device=config["device"],

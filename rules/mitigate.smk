@@ -7,14 +7,6 @@ MITIGATE = CLS["mitigate"]
 AC_NETWORKS = "|".join(CLS["ac_comparison"]["networks"]) or "(?!)"
 
 
-def trainer_params(*sections):
-    """The training settings a job gets (and records): the sections merged, plus the seed."""
-    merged = {"seed": config["seed"]}
-    for section in sections:
-        merged.update({k: v for k, v in section.items() if not isinstance(v, dict)})
-    return as_json(merged)
-
-
 SHARED = {k: MITIGATE[k] for k in ("epochs", "batch_size", "workers", "crop") if k in MITIGATE}
 SHARED_CROP = {k: MITIGATE[k] for k in ("workers", "crop") if k in MITIGATE}  # correctors have their own epochs
 
@@ -43,7 +35,7 @@ if CORRECTION["qgac"]["weights"] == "train":
         output:
             model=paths.offtheshelf("qgac"),
         params:
-            train=trainer_params(CORRECTION["qgac"], CORRECTION["qgac"]["train"], SHARED_CROP),
+            train=dag.trainer_params(config, CORRECTION["qgac"], CORRECTION["qgac"]["train"], SHARED_CROP),
             device=config["device"],
         threads: config["threads"]
         resources:
@@ -91,7 +83,7 @@ rule train_offtheshelf_quality_aware:
         network=AC_NETWORKS,
         quality=r"[1-9][0-9]?|100",
     params:
-        train=lambda w: trainer_params(CORRECTION[w.network], CORRECTION[w.network]["train"], SHARED_CROP),
+        train=lambda w: dag.trainer_params(config, CORRECTION[w.network], CORRECTION[w.network]["train"], SHARED_CROP),
         device=config["device"],
     threads: config["threads"]
     resources:
@@ -110,24 +102,15 @@ rule train_offtheshelf_quality_aware:
         " --out {output.model} > {log} 2>&1"
 
 
-def ttac_input(w):
-    quality = getattr(w, "quality", None)
-    return {
-        "corrector": paths.offtheshelf(w.network, quality),
-        "reference": paths.reference("classification", w.model),
-        "train": paths.manifest(TRAIN_DATASET, "train"),
-    }
-
-
 rule train_ttac:
     input:
-        unpack(ttac_input),
+        unpack(lambda w: dag.ttac_input(config, w)),
     output:
         model=paths.ttac("{network}", "classification", "{model}"),
     wildcard_constraints:
         network="qgac",
     params:
-        train=trainer_params(SHARED, MITIGATE["ttac"]),
+        train=dag.trainer_params(config, SHARED, MITIGATE["ttac"]),
         device=config["device"],
     threads: config["threads"]
     resources:
@@ -146,6 +129,9 @@ rule train_ttac:
 
 
 use rule train_ttac as train_ttac_quality_aware with:
+    params:
+        train=lambda w: dag.trainer_params(config, SHARED, MITIGATE["ttac"], dag.images_cap(CORRECTION[w.network])),
+        device=config["device"],
     output:
         model=paths.ttac("{network}", "classification", "{model}", "{quality}"),
     wildcard_constraints:
@@ -166,7 +152,7 @@ rule finetune:
     output:
         model=paths.finetuned("classification", "{model}"),
     params:
-        train=trainer_params(SHARED, MITIGATE["finetune"]),
+        train=dag.trainer_params(config, SHARED, MITIGATE["finetune"]),
         device=config["device"],
     threads: config["threads"]
     resources:

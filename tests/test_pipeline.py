@@ -41,9 +41,9 @@ def smoke_runs(tmp_path_factory):
 
 def metric_values(workdir):
     out = {}
-    for path in sorted((workdir / "results" / "metrics").rglob("*.json")):
+    for path in sorted((workdir / "results" / "metrics" / "classification").rglob("*.json")):
         for row in json.loads(path.read_text())["rows"]:
-            out[(row["model"], row["quality"])] = (row["top1"], row["top5"], row["n_images"])
+            out[(row["model"], row["mitigation"], row["quality"])] = (row["top1"], row["top5"], row["n_images"])
     return out
 
 
@@ -52,8 +52,19 @@ def test_smoke_study_makes_table_figure_and_metrics(smoke_runs):
     smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     values = metric_values(workdir)
     models = list(smoke["classification"]["models"])
-    assert set(values) == {(m, q) for m in models for q in [None, *smoke["qualities"]]}
+    assert {(m, q) for m, mitigation, q in values if mitigation == "none"} == {
+        (m, q) for m in models for q in [None, *smoke["qualities"]]}
+    assert {(m, mitigation) for m, mitigation, _ in values} == {
+        (m, mitigation) for m in models for mitigation in ("none", "finetune", "offtheshelf", "ttac")} | {
+        ("resnet18", "transfer-mobilenet_v2"), ("mobilenet_v2", "transfer-resnet18")} | {
+        ("mobilenet_v2", f"{net}-{how}") for net in ("arcnn", "idcn") for how in ("offtheshelf", "ttac")}
+    # the quality-aware baselines are evaluated at their own quality only
+    assert {q for m, mitigation, q in values if mitigation == "idcn-ttac"} == {None, 10}
     assert all(n == 30 for _, _, n in values.values())  # 10 classes x 3 val images
+    for name in ("classification", "classification_top5", "ac_comparison"):
+        assert (workdir / "reports" / "tables" / f"{name}.tex").exists()
+    for name in ("mitigation", "transfer", "summary"):
+        assert (workdir / "reports" / "figures" / f"{name}_classification.png").stat().st_size > 1000
     for ext in ("pdf", "png"):
         assert (workdir / "reports" / "figures" / f"drop_classification.{ext}").stat().st_size > 1000
     for q in smoke["qualities"]:
@@ -64,15 +75,16 @@ def test_smoke_study_makes_table_figure_and_metrics(smoke_runs):
 def test_table_numbers_equal_the_metric_rows(smoke_runs, capsys):
     workdir = smoke_runs[0]
     rows = {}
-    for path in (workdir / "results" / "metrics").rglob("*.json"):
+    for path in (workdir / "results" / "metrics" / "classification").rglob("*.json"):
         rows.update({r["id"]: r for r in json.loads(path.read_text())["rows"]})
-    tex = (workdir / "reports" / "tables" / "classification.tex").read_text()
-    printed = re.findall(r"\\jsrec\{(\w+)/(\w+)\}\{([^}]*)\}", tex)
-    assert len(printed) == len(rows) * 2
-    for row_id, field, text in printed:
-        assert text == fmt(rows[row_id][field])
-    assert audit.audit(str(workdir / "reports/tables/classification.tex"), str(workdir / "results/metrics"))
-    assert f"{len(printed)}/{len(printed)} numbers traced" in capsys.readouterr().out
+    for name, field in (("classification", "top1"), ("classification_top5", "top5")):
+        table = workdir / "reports" / "tables" / f"{name}.tex"
+        printed = re.findall(r"\\jsrec\{(\w+)/(\w+)\}\{([^}]*)\}", table.read_text())
+        assert len(printed) == len(rows)  # every row of every model and mitigation, once
+        for row_id, printed_field, text in printed:
+            assert printed_field == field and text == fmt(rows[row_id][field])
+        assert audit.audit(str(table), str(workdir / "results/metrics"))
+        assert f"{len(printed)}/{len(printed)} numbers traced" in capsys.readouterr().out
 
 
 def test_rows_carry_provenance(smoke_runs):
@@ -91,7 +103,12 @@ def test_two_runs_give_identical_metrics_models_and_reports(smoke_runs):
     first, second = smoke_runs
     assert metric_values(first) == metric_values(second)
     # byte for byte: weights (hence every sha256 and row id), the table and the figures
+    # (not the throughput rows and Figure 1, whose point sizes are timings)
     for rel in ("results/models/classification/resnet18/reference.pt", "reports/tables/classification.tex",
+                "results/models/classification/mobilenet_v2/finetune.pt", "results/models/correction/qgac/offtheshelf.pt",
+                "results/models/correction/qgac/ttac/classification-resnet18.pt",
+                "results/models/correction/idcn/q10/ttac/classification-mobilenet_v2.pt",
+                "reports/tables/ac_comparison.tex", "reports/figures/mitigation_classification.png",
                 "reports/figures/drop_classification.pdf", "reports/figures/drop_classification.png"):
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     for model in ("resnet18", "mobilenet_v2"):

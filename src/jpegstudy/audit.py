@@ -24,7 +24,8 @@ def table_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(id, field, printed text) of every \\jsrec, and the plain numbers left in body cells."""
     refs = JSREC.findall(text)
     untraced = []
-    for line in "\n".join(re.findall(r"\\begin\{tabular\}(.*?)\\end\{tabular\}", text, re.S)).splitlines():
+    bodies = re.findall(r"\\begin\{(?:tabular|longtable)\}(.*?)\\end\{(?:tabular|longtable)\}", text, re.S)
+    for line in "\n".join(bodies).splitlines():
         line = JSREC.sub("", COMMENT.split(line)[0])
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]
     return refs, untraced
@@ -47,9 +48,13 @@ def describe(row: dict) -> str:
     inputs = " ".join(f"{k}=sha256:{v['sha256'][:12]}" for k, v in prov["inputs"].items())
     git = prov["git"]
     commit = (git["commit"] or "no-git")[:10] + ("+dirty" if git.get("dirty") else "")
-    quality = "clean" if row["quality"] is None else f"Q={row['quality']}"
-    return (f"{row['task']} {row['model']} {row['mitigation']} {quality} n={row['n_images']} "
-            f"<- {row['source']}#{row['id']} rule={prov['rule']} commit={commit} {inputs}")
+    if "images_per_s" in row:  # a throughput row
+        what = (f"{row['task']} {row['model']} + {row['corrector'] or 'no corrector'} {row['mode']} "
+                f"batch={row['batch_size']}")
+    else:
+        quality = "clean" if row["quality"] is None else f"Q={row['quality']}"
+        what = f"{row['task']} {row['model']} {row['mitigation']} {quality} n={row['n_images']}"
+    return f"{what} <- {row['source']}#{row['id']} rule={prov['rule']} commit={commit} {inputs}"
 
 
 def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True) -> bool:

@@ -104,6 +104,10 @@ def _training(a, p: dict) -> dict:
             "crop": p.get("crop"), "workers": p.get("workers", 0), "device": a.device}
 
 
+def _corrector_training(a, p: dict) -> dict:
+    return {**_training(a, p), "images_per_epoch": p.get("images_per_epoch")}
+
+
 def cmd_frequency_stats(a) -> None:
     import io
 
@@ -132,7 +136,7 @@ def cmd_train_corrector(a) -> None:
     from jpegstudy.train import loop, restore
 
     p = _json(a.params)
-    kwargs = _training(a, p)
+    kwargs = _corrector_training(a, p)
     stats = jpeg.FrequencyStats.from_state_dict(torch.load(a.stats, weights_only=True)) if a.stats else None
     corrector = correctors.Corrector(a.network, correctors.network_kwargs(a.network, p), stats, a.quality)
     corrector = restore.train(corrector, manifests.read(a.train), lr=p["lr"], lr_min=p["lr_min"], **kwargs)
@@ -159,7 +163,7 @@ def cmd_train_ttac(a) -> None:
     from jpegstudy.train import loop, ttac
 
     p = _json(a.params)
-    kwargs = _training(a, p)
+    kwargs = _corrector_training(a, p)
     corrector, _ = correctors.load(a.corrector)
     task, meta = classification.load_reference(a.reference)
     corrector = ttac.train(corrector, task, meta["transform"], manifests.read(a.train), lr=p["lr"],
@@ -203,13 +207,23 @@ def cmd_throughput(a) -> None:
 def cmd_table(a) -> None:
     from jpegstudy.report import tables
 
-    tables.write_classification_table(a.metrics, a.out)
+    if a.kind == "classification":
+        tables.write_classification_table(a.metrics, a.out, field=a.field)
+    else:
+        tables.write_ac_comparison_table(a.metrics, a.out, qualities=_json(a.params).get("qualities"), field=a.field)
 
 
 def cmd_figure(a) -> None:
     from jpegstudy.report import figures
 
-    figures.drop_figure(a.metrics, a.out, _json(a.params))
+    p = _json(a.params)
+    if a.kind == "summary":
+        if not a.throughput:
+            raise ValueError("jpegstudy figure --kind summary: give the throughput files with --throughput")
+        figures.summary_figure(a.metrics, a.throughput, a.out, p)
+    else:
+        {"drop": figures.drop_figure, "mitigation": figures.mitigation_figure,
+         "transfer": figures.transfer_figure}[a.kind](a.metrics, a.out, p)
 
 
 def cmd_audit(a) -> None:
@@ -330,14 +344,21 @@ def parser() -> argparse.ArgumentParser:
     s = trainer("finetune", "fine-tune a model on random-quality JPEGs", cmd_finetune)
     s.add_argument("--reference", required=True)
 
-    s = sub.add_parser("table", help="the classification results table (LaTeX) from metric files")
+    s = sub.add_parser("table", help="a results table (LaTeX) from metric files")
     s.add_argument("metrics", nargs="+")
+    s.add_argument("--kind", default="classification", choices=["classification", "ac-comparison"],
+                   help="classification: every model and mitigation (appendix); ac-comparison: Table 1")
+    s.add_argument("--field", default="top1", choices=["top1", "top5"])
+    s.add_argument("--params", default="", help="JSON; ac-comparison: qualities (the columns)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_table)
 
-    s = sub.add_parser("figure", help="the drop-in-accuracy figure (PDF and PNG) from metric files")
+    s = sub.add_parser("figure", help="a figure (PDF and PNG) from metric files")
     s.add_argument("metrics", nargs="+")
-    s.add_argument("--params", default="", help="JSON plotting options")
+    s.add_argument("--kind", default="drop", choices=["drop", "mitigation", "transfer", "summary"],
+                   help="drop: Figure 3; mitigation: Figure 4; transfer: Figure 7a; summary: Figure 1")
+    s.add_argument("--throughput", nargs="+", default=[], help="summary: the throughput files (point size)")
+    s.add_argument("--params", default="", help="JSON plotting options (width, height, dpi, field; quality)")
     s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
     s.set_defaults(func=cmd_figure)
 

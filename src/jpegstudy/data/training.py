@@ -5,6 +5,8 @@ They are never compressed on disk: the training loops compress every batch on th
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torchvision import transforms as T
 
@@ -33,12 +35,19 @@ class TrainingImages(torch.utils.data.Dataset):
         return T.functional.pil_to_tensor(t(image)), self.manifest.images[i]["label"]
 
 
+def steps_per_epoch(manifest: Manifest, batch_size: int, images_per_epoch: int | None = None) -> int:
+    images = len(manifest.images) if images_per_epoch is None else min(images_per_epoch, len(manifest.images))
+    return max(images // batch_size, 1)
+
+
 def batches(manifest: Manifest, *, batch_size: int, generator: torch.Generator, crop: int | None = None,
-            workers: int = 0) -> torch.utils.data.DataLoader:
-    """One epoch's batches; the order and the workers' seeds come from `generator` (seeded per epoch)."""
+            workers: int = 0, images_per_epoch: int | None = None):
+    """One epoch's batches; the order and the workers' seeds come from `generator` (seeded per epoch). With
+    `images_per_epoch`, the epoch stops after that many images of the shuffled split (a fresh sample each epoch)."""
     if len(manifest.images) < batch_size:
         raise ValueError(f"{manifest.location}: {len(manifest.images)} training images, fewer than one batch of "
                          f"{batch_size}")
     # drop_last: batch norm cannot train on a last batch of one image, and every step then sees batch_size images.
-    return torch.utils.data.DataLoader(TrainingImages(manifest, crop), batch_size=batch_size, shuffle=True,
-                                       generator=generator, num_workers=workers, drop_last=True)
+    loader = torch.utils.data.DataLoader(TrainingImages(manifest, crop), batch_size=batch_size, shuffle=True,
+                                         generator=generator, num_workers=workers, drop_last=True)
+    return itertools.islice(loader, steps_per_epoch(manifest, batch_size, images_per_epoch))

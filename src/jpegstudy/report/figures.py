@@ -2,43 +2,120 @@
 
 Each figure carries the ids of the rows it plots in its metadata (PDF Keywords, PNG text chunk), so
 `jpegstudy audit` works on figures as on tables. Dates are left out, so identical rows give identical files.
+
+"Drop" is the paper's measure: a clean top-1 minus the top-1 on JPEGs of one quality, in points. Figure 3 takes each
+model's own clean row; the mitigation figures take the model's clean reference *without* mitigation ("none"), so
+that a mitigation that costs clean accuracy (fine-tuning) is charged for it.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: rules run on machines without a display
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
-from jpegstudy import atomic  # noqa: E402
-from jpegstudy.report.metrics import frame  # noqa: E402
+from jpegstudy import atomic
+from jpegstudy.report.metrics import (
+    BASE_MITIGATIONS,
+    FIELD_NAMES,
+    classification_frame,
+    inference_throughput,
+    mitigation_key,
+    mitigation_label,
+    throughput_frame,
+)
 
 RECORDS_KEY = "jpegstudy-records"
+DEFAULTS = {"field": "top1", "width": 4.5, "height": 3.2, "dpi": 150}
+# One colour and marker per mitigation, the same in every figure; transferred correctors get the rest in turn.
+STYLE = {"none": ("0.45", "o"), "finetune": ("C0", "s"), "offtheshelf": ("C2", "^"), "ttac": ("C3", "D")}
+TRANSFER_STYLES = [("C1", "v"), ("C4", "P"), ("C5", "X"), ("C6", "<"), ("C8", ">"), ("C9", "*")]
 
 
-def drops(df: pd.DataFrame, field: str) -> pd.DataFrame:
-    """Reference metric minus the metric at each quality, per model: the paper's 'drop'."""
+def drops(df: pd.DataFrame, field: str, relative_to: str = "own") -> pd.DataFrame:
+    """Clean metric minus the metric at each quality, per (model, mitigation): the paper's 'drop'.
+
+    relative_to="own": the clean row of the same (model, mitigation); "none": the model's clean row without
+    mitigation (every model then needs its "none" rows). Each drop lists the two row refs it is made of."""
     out = []
+    references = {}
+    if relative_to == "none":
+        for model, rows in df[df["mitigation"] == "none"].groupby("model", sort=False):
+            clean = rows[rows["quality"].isna()]
+            if clean.empty:
+                raise ValueError(f"{rows['source'].iloc[0]}: no clean (reference) row for {model}")
+            references[model] = clean.iloc[0]
+    elif relative_to != "own":
+        raise ValueError(f"relative_to={relative_to!r}: 'own' or 'none'")
     for (model, mitigation), rows in df.groupby(["model", "mitigation"], sort=False):
-        clean = rows[rows["quality"].isna()]
-        if clean.empty:
-            raise ValueError(f"{model}: no clean (reference) row in {rows['source'].iloc[0]}")
-        ref = clean.iloc[0]
+        if relative_to == "own":
+            clean = rows[rows["quality"].isna()]
+            if clean.empty:
+                raise ValueError(f"{rows['source'].iloc[0]}: no clean (reference) row for {model}")
+            ref = clean.iloc[0]
+        elif model in references:
+            ref = references[model]
+        else:
+            raise ValueError(f"{rows['source'].iloc[0]}: no 'none' metric file of {model} among the inputs (its "
+                             "clean reference is what drops are measured from)")
         for _, r in rows.dropna(subset=["quality"]).iterrows():
             out.append({"model": model, "mitigation": mitigation, "quality": int(r["quality"]),
                         "drop": ref[field] - r[field], "refs": [f"{ref['id']}/{field}", f"{r['id']}/{field}"]})
-    return pd.DataFrame(out)
+    return pd.DataFrame(out, columns=["model", "mitigation", "quality", "drop", "refs"])
+
+
+def _params(params: dict | None, **defaults) -> dict:
+    return {**DEFAULTS, **defaults, **(params or {})}
+
+
+def _refs(d: pd.DataFrame) -> list[str]:
+    return [ref for refs in d["refs"] for ref in refs]
+
+
+def _save(fig, outputs, refs, dpi: int) -> None:
+    """Write `fig` to each output (.pdf/.png) with the row refs it plots in its metadata, then close it."""
+    refs = " ".join(sorted(set(refs)))
+    try:
+        for out in outputs:
+            out = Path(out)
+            if out.suffix == ".pdf":
+                metadata = {"Keywords": f"{RECORDS_KEY}: {refs}", "CreationDate": None, "Creator": "jpegstudy"}
+            elif out.suffix == ".png":
+                metadata = {RECORDS_KEY: refs, "Software": "jpegstudy"}
+            else:
+                raise ValueError(f"{out}: figures are written as .pdf or .png")
+            with atomic.output_path(out) as tmp:
+                fig.savefig(tmp, format=out.suffix[1:], dpi=dpi, metadata=metadata)
+    finally:
+        plt.close(fig)
+
+
+def _drop_label(field: str) -> str:
+    return f"Drop in {FIELD_NAMES.get(field, field)} (points)"
+
+
+def _definition(field: str) -> str:
+    name = FIELD_NAMES.get(field, field)
+    return f"drop = clean {name} without mitigation − {name} with it"
+
+
+def _style(mitigation: str, transfers: list[str]) -> tuple[str, str]:
+    if mitigation in STYLE:
+        return STYLE[mitigation]
+    return TRANSFER_STYLES[transfers.index(mitigation) % len(TRANSFER_STYLES)]
 
 
 def drop_figure(metric_files, outputs, params: dict | None = None) -> None:
     """The paper's Figure 3: drop in top-1 accuracy against JPEG quality, one line per model."""
-    params = {"field": "top1", "width": 4.5, "height": 3.2, "dpi": 150, **(params or {})}
-    d = drops(frame(metric_files), params["field"])
+    params = _params(params)
+    df = classification_frame(metric_files)
+    d = drops(df, params["field"])
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(params["width"], params["height"]))
     sns.lineplot(data=d, x="quality", y="drop", hue="model", marker="o", ax=ax)
@@ -47,15 +124,204 @@ def drop_figure(metric_files, outputs, params: dict | None = None) -> None:
     ax.set_xticks(sorted(d["quality"].unique()))
     ax.axhline(0, color="0.3", linewidth=0.8)
     fig.tight_layout()
-    refs = " ".join(sorted({ref for refs in d["refs"] for ref in refs}))
-    for out in outputs:
-        out = Path(out)
-        if out.suffix == ".pdf":
-            metadata = {"Keywords": f"{RECORDS_KEY}: {refs}", "CreationDate": None, "Creator": "jpegstudy"}
-        elif out.suffix == ".png":
-            metadata = {RECORDS_KEY: refs, "Software": "jpegstudy"}
-        else:
-            raise ValueError(f"{out}: figures are written as .pdf or .png")
-        with atomic.output_path(out) as tmp:
-            fig.savefig(tmp, format=out.suffix[1:], dpi=params["dpi"], metadata=metadata)
-    plt.close(fig)
+    _save(fig, outputs, _refs(d), params["dpi"])
+
+
+def mitigation_drops(metric_files, field: str = "top1") -> pd.DataFrame:
+    """What Figure 4 plots: the drops of none, finetune, offtheshelf and ttac from each model's clean reference
+    without mitigation."""
+    df = classification_frame(metric_files)
+    return drops(df[df["mitigation"].isin(BASE_MITIGATIONS)], field, relative_to="none")
+
+
+def mitigation_figure(metric_files, outputs, params: dict | None = None) -> None:
+    """The paper's Figure 4: drop (the model's clean reference without mitigation minus the mitigated metric at
+    each quality) against quality, one line per mitigation (none, finetune, offtheshelf, ttac): the mean over
+    models, with a band from the smallest to the largest model's drop."""
+    params = _params(params)
+    field = params["field"]
+    d = mitigation_drops(metric_files, field)
+    n_models = d["model"].nunique()
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(params["width"], params["height"]))
+    for mitigation in sorted(d["mitigation"].unique(), key=mitigation_key):
+        stats = d[d["mitigation"] == mitigation].groupby("quality")["drop"].agg(["mean", "min", "max"])
+        color, marker = _style(mitigation, [])
+        ax.plot(stats.index, stats["mean"], color=color, marker=marker, markersize=4, linewidth=1.2,
+                label=mitigation_label(mitigation))
+        if n_models > 1:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xticks(sorted(d["quality"].unique()))
+    ax.set_xlabel("JPEG quality")
+    ax.set_ylabel(_drop_label(field))
+    ax.set_title(_definition(field), fontsize="x-small")
+    title = f"mean of {n_models} models" + (", band: min–max" if n_models > 1 else "")
+    ax.legend(title=title, title_fontsize="small", fontsize="small", frameon=True)
+    fig.tight_layout()
+    _save(fig, outputs, _refs(d), params["dpi"])
+
+
+def transfer_drops(metric_files, field: str = "top1") -> pd.DataFrame:
+    """What Figure 7a plots: for every model with a transfer-* file, the drops of none, ttac and transfer-* from
+    its clean reference without mitigation."""
+    df = classification_frame(metric_files)
+    df = df[df["mitigation"].isin(["none", "ttac"]) | df["mitigation"].str.startswith("transfer-")]
+    targets = list(dict.fromkeys(df[df["mitigation"].str.startswith("transfer-")]["model"]))
+    if not targets:
+        raise ValueError(f"{', '.join(map(str, metric_files))}: no transfer-* rows to plot")
+    return drops(df[df["model"].isin(targets)], field, relative_to="none")
+
+
+def transfer_figure(metric_files, outputs, params: dict | None = None) -> None:
+    """The paper's Figure 7a: for each model with a transferred corrector, the drop (clean reference without
+    mitigation minus mitigated) against quality with its own TTAC corrector, with each other model's TTAC
+    corrector (transfer-{source}), and without mitigation for scale. One panel per target model."""
+    params = _params(params)
+    field = params["field"]
+    d = transfer_drops(metric_files, field)
+    targets = list(dict.fromkeys(d["model"]))
+    transfers = sorted({m for m in d["mitigation"] if m.startswith("transfer-")}, key=mitigation_key)
+    ncols = min(len(targets), 3)
+    nrows = math.ceil(len(targets) / ncols)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True, layout="constrained",
+                             figsize=(max(params["width"], 0.62 * params["width"] * ncols),
+                                      0.8 * params["height"] * nrows + 0.45))
+    handles = {}
+    for ax, model in zip(axes.flat, targets):
+        rows = d[d["model"] == model]
+        for mitigation in sorted(rows["mitigation"].unique(), key=mitigation_key):
+            line = rows[rows["mitigation"] == mitigation].sort_values("quality")
+            color, marker = _style(mitigation, transfers)
+            label = "Own TTAC" if mitigation == "ttac" else mitigation_label(mitigation)
+            (handles[label],) = ax.plot(line["quality"], line["drop"], color=color, marker=marker, markersize=4,
+                                        linewidth=1.2, linestyle="--" if mitigation == "none" else "-",
+                                        label=label)
+        ax.axhline(0, color="0.3", linewidth=0.8)
+        ax.set_title(model, fontsize="medium")
+        ax.set_xticks(sorted(d["quality"].unique()))
+    for ax in axes.flat[len(targets):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("JPEG quality")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(_drop_label(field))
+    fig.suptitle(_definition(field), fontsize="x-small")
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center",
+               ncols=min(len(handles), 4 if ncols >= 3 else 2), fontsize="small", frameon=False)
+    _save(fig, outputs, _refs(d), params["dpi"])
+
+
+def summary_points(metric_files, throughput_files, quality: int = 10, field: str = "top1") -> pd.DataFrame:
+    """What Figure 1 plots: per model, x (drop after fine-tuning at `quality`), y (drop after TTAC), speed (the
+    model's inference images/s alone, largest batch size) and the refs of the rows they come from."""
+    df = classification_frame(metric_files)
+    speed = throughput_frame(throughput_files)
+    d = drops(df[df["mitigation"].isin(["none", "finetune", "ttac"])], field, relative_to="none")
+    points = []
+    for model in dict.fromkeys(df["model"]):
+        point = {"model": model, "refs": []}
+        for mitigation, axis in (("finetune", "x"), ("ttac", "y")):
+            hit = d[(d["model"] == model) & (d["mitigation"] == mitigation) & (d["quality"] == quality)]
+            if hit.empty:
+                files = df[(df["model"] == model) & (df["mitigation"] == mitigation)]["source"]
+                if files.empty:
+                    raise ValueError(f"no {mitigation} metric file of {model} among the inputs")
+                raise ValueError(f"{files.iloc[0]}: no {mitigation} row of {model} at quality {quality}")
+            point[axis] = hit["drop"].iloc[0]
+            point["refs"] += hit["refs"].iloc[0]
+        row = inference_throughput(speed, model)
+        point["speed"] = row["images_per_s"]
+        point["refs"].append(f"{row['id']}/images_per_s")
+        points.append(point)
+    return pd.DataFrame(points)
+
+
+def _nice(value: float) -> float:
+    """`value` rounded to one significant digit (size-legend entries)."""
+    if value <= 0:
+        return 0.0
+    step = 10 ** math.floor(math.log10(value))
+    return round(value / step) * step
+
+
+def _place_labels(fig, ax, points: pd.DataFrame, sizes, obstacles=()) -> None:
+    """Name each point beside it, on the first side (right, left, above, below, diagonals) where the name
+    overlaps no point, no name placed before and none of the `obstacles` (artists), and stays inside the axes;
+    deterministic."""
+    renderer = fig.canvas.get_renderer()
+    to_px = fig.dpi / 72
+    frame = ax.get_window_extent(renderer)
+    centers = ax.transData.transform(points[["x", "y"]].to_numpy())
+    radii = [math.sqrt(s) / 2 for s in sizes]  # scatter sizes are areas in points^2
+    taken = [(cx - r * to_px, cy - r * to_px, cx + r * to_px, cy + r * to_px) for (cx, cy), r in zip(centers, radii)]
+    taken += [(e.x0, e.y0, e.x1, e.y1) for e in (artist.get_window_extent(renderer) for artist in obstacles)]
+
+    def overlap(a, b) -> float:
+        w, h = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+        return w * h if w > 0 and h > 0 else 0.0
+
+    for (_, pt), radius in zip(points.iterrows(), radii):
+        gap = radius + 2
+        best = None
+        for dx, dy, ha, va in ((gap, 0, "left", "center"), (-gap, 0, "right", "center"),
+                               (0, gap, "center", "bottom"), (0, -gap, "center", "top"),
+                               (gap * 0.7, gap * 0.7, "left", "bottom"), (-gap * 0.7, gap * 0.7, "right", "bottom"),
+                               (gap * 0.7, -gap * 0.7, "left", "top"), (-gap * 0.7, -gap * 0.7, "right", "top")):
+            label = ax.annotate(pt["model"], (pt["x"], pt["y"]), xytext=(dx, dy), textcoords="offset points",
+                                ha=ha, va=va, fontsize="x-small", zorder=3)
+            e = label.get_window_extent(renderer)
+            box = (e.x0, e.y0, e.x1, e.y1)
+            outside = (e.width * e.height - overlap(box, (frame.x0, frame.y0, frame.x1, frame.y1)))
+            cost = sum(overlap(box, t) for t in taken) + 10 * outside
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, label, box)
+            else:
+                label.remove()
+            if cost == 0:
+                break
+        taken.append(best[2])
+
+
+def summary_figure(metric_files, throughput_files, outputs, params: dict | None = None) -> None:
+    """The paper's Figure 1: one point per model, x the drop at quality `quality` (default 10) after fine-tuning,
+    y the drop after TTAC (both from the model's clean reference without mitigation), point area proportional to
+    the model's inference throughput (alone, largest batch size measured), and the diagonal y = x: below it,
+    TTAC beats fine-tuning."""
+    params = _params(params, quality=10)
+    p = summary_points(metric_files, throughput_files, int(params["quality"]), params["field"])
+    field, quality = params["field"], int(params["quality"])
+    fastest = p["speed"].max()
+
+    def size(speed):
+        return 20 + 380 * speed / fastest if fastest > 0 else 100.0
+
+    sizes = [size(v) for v in p["speed"]]
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(params["width"], params["width"]))
+    low, high = min(p["x"].min(), p["y"].min()), max(p["x"].max(), p["y"].max())
+    pad = 0.15 * (high - low) or 1.0
+    low, high = low - pad, high + pad
+    ax.plot([low, high], [low, high], color="0.5", linewidth=0.8, linestyle="--", zorder=1)
+    at = low + 0.88 * (high - low)
+    diagonal = ax.annotate("y = x", (at, at), xytext=(-5, 5), textcoords="offset points", ha="center", va="center",
+                fontsize="x-small", color="0.4", rotation=45)
+    ax.scatter(p["x"], p["y"], s=sizes, c=[f"C{i % 10}" for i in range(len(p))], alpha=0.75, edgecolors="0.2",
+               linewidths=0.5, zorder=2)
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_aspect("equal")
+    name = FIELD_NAMES.get(field, field)
+    ax.set_xlabel(f"Drop in {name} at Q={quality}, fine-tuned (points)")
+    ax.set_ylabel(f"Drop in {name} at Q={quality}, TTAC (points)")
+    ax.set_title(_definition(field), fontsize="x-small")
+    legend = sorted({_nice(fastest * f) for f in (0.25, 0.5, 1.0)} - {0.0})
+    handles = [ax.scatter([], [], s=size(v), color="0.7", edgecolors="0.2", linewidths=0.5) for v in legend]
+    sizes_legend = ax.legend(handles, [f"{v:,.0f}" for v in legend], title="inference images/s", title_fontsize="x-small",
+              fontsize="x-small", loc="upper left", labelspacing=1.2, borderpad=0.8, frameon=True)
+    fig.tight_layout()
+    _place_labels(fig, ax, p, sizes, obstacles=(diagonal, sizes_legend))
+    _save(fig, outputs, [ref for refs in p["refs"] for ref in refs], params["dpi"])

@@ -23,7 +23,7 @@ def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, o
     model.to(dev).train()
     transform = classification.tensor_transform(transform_spec)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
-    schedule = loop.cosine(optimizer, epochs * (len(manifest.images) // batch_size), lr_min)
+    schedule = loop.cosine(optimizer, epochs * training.steps_per_epoch(manifest, batch_size), lr_min)
 
     def epoch(_: int, generator: torch.Generator) -> str:
         correct = seen = 0

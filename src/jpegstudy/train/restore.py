@@ -34,17 +34,19 @@ def qualities_for(corrector: Corrector, n: int, generator: torch.Generator) -> l
 
 
 def train(corrector: Corrector, manifest: Manifest, *, out, epochs: int, batch_size: int, lr: float,
-          lr_min: float, seed: int, crop: int | None = None, workers: int = 0, device: str = "cpu") -> Corrector:
+          lr_min: float, seed: int, crop: int | None = None, workers: int = 0, images_per_epoch: int | None = None,
+          device: str = "cpu") -> Corrector:
     dev = pick_device(device)
     torch.manual_seed(seed)
     corrector.to(dev).train()
     optimizer = torch.optim.Adam(corrector.parameters(), lr=lr)
-    schedule = loop.cosine(optimizer, epochs * (len(manifest.images) // batch_size), lr_min)
+    schedule = loop.cosine(optimizer, epochs * training.steps_per_epoch(manifest, batch_size, images_per_epoch),
+                           lr_min)
 
     def epoch(_: int, generator: torch.Generator) -> str:
         total = steps = 0
         for images, _labels in training.batches(manifest, batch_size=batch_size, generator=generator, crop=crop,
-                                                workers=workers):
+                                                workers=workers, images_per_epoch=images_per_epoch):
             batch = inputs.from_images(images, qualities_for(corrector, len(images), generator)).to(dev)
             loss = pixel_loss(corrector.network, corrector(batch), images.to(dev).float() / 255)
             optimizer.zero_grad(set_to_none=True)
@@ -56,7 +58,8 @@ def train(corrector: Corrector, manifest: Manifest, *, out, epochs: int, batch_s
 
     settings = {"what": "offtheshelf", "network": corrector.network, "kwargs": corrector.kwargs,
                 "quality": corrector.quality, "epochs": epochs, "batch_size": batch_size, "lr": lr,
-                "lr_min": lr_min, "seed": seed, "crop": crop, "images": len(manifest.images)}
+                "lr_min": lr_min, "seed": seed, "crop": crop, "images": len(manifest.images),
+                "images_per_epoch": images_per_epoch}
     loop.run_epochs(out, epochs=epochs, seed=seed, settings=settings,
                     states={"corrector": corrector, "optimizer": optimizer, "schedule": schedule}, epoch_fn=epoch)
     return corrector.cpu().eval()

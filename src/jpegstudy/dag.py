@@ -1,0 +1,63 @@
+"""What each rule needs, worked out from the config: the input functions and parameter strings the .smk files call
+(snakemake's lint wants functions out of rule files; the study's logic lives in the package anyway)."""
+
+from __future__ import annotations
+
+import json
+
+from jpegstudy import paths
+from jpegstudy.config import mitigation_inputs, train_dataset
+
+
+def trainer_params(config: dict, *sections: dict) -> str:
+    """The training settings a job gets (and records): the sections' plain keys merged, plus the seed."""
+    merged = {"seed": config["seed"]}
+    for section in sections:
+        merged.update({k: v for k, v in section.items() if not isinstance(v, dict)})
+    return json.dumps(merged, sort_keys=True)
+
+
+def images_cap(network_config: dict) -> dict:
+    """The images-per-epoch cap of a corrector's training, as a section for trainer_params."""
+    cap = network_config["train"].get("images_per_epoch")
+    return {} if cap is None else {"images_per_epoch": cap}
+
+
+def ttac_input(config: dict, w) -> dict:
+    return {
+        "corrector": paths.offtheshelf(w.network, getattr(w, "quality", None)),
+        "reference": paths.reference("classification", w.model),
+        "train": paths.manifest(train_dataset(config), "train"),
+    }
+
+
+def evaluation_input(config: dict, w) -> dict:
+    needs = mitigation_inputs(config, w.model, w.mitigation)
+    dataset = config["classification"]["dataset"]
+    return {
+        "reference": needs["reference"],
+        "correctors": list(needs["correctors"].values()),
+        "clean": paths.manifest(dataset, "val"),
+        "compressed": [paths.manifest(dataset, f"val-q{q}") for q in config["qualities"]],
+    }
+
+
+def corrector_args(config: dict, w) -> str:
+    """The evaluate command's --corrector option: FILE, or Q=FILE for each quality of a quality-aware one."""
+    correctors = mitigation_inputs(config, w.model, w.mitigation)["correctors"]
+    if not correctors:
+        return ""
+    return "--corrector " + " ".join(path if q is None else f"{q}={path}" for q, path in correctors.items())
+
+
+def throughput_correctors(config: dict) -> dict:
+    """One corrector file per network in the study: what is timed is the network, not its weights."""
+    cls = config["classification"]
+    wanted = set(cls["mitigations"])
+    out = {}
+    if wanted & {"offtheshelf", "ttac", "transfer"}:
+        out["qgac"] = paths.offtheshelf("qgac")
+    if "ac_comparison" in wanted:
+        quality = cls["ac_comparison"]["qualities"][0]
+        out.update({net: paths.offtheshelf(net, quality) for net in cls["ac_comparison"]["networks"]})
+    return out
