@@ -53,11 +53,10 @@ rule throughput_classification:
     params:
         correctors=" ".join(f"{name}={path}" for name, path in dag.throughput_correctors(config).items()),
         used=as_json({**CLS["throughput"], "seed": config["seed"], "threads": config["threads"]}),
-        threads=config["threads"],
         device=config["device"],
-    # All the cores, so no other job runs beside it and skews the timing; torch itself uses `threads` of them,
-    # as every training and evaluation job does.
-    threads: workflow.cores
+    # Like every job, `threads` cores: other jobs may run beside it on other cores (shared memory bandwidth makes
+    # its figures a little pessimistic); `snakemake --cores 1 <target>` measures it alone.
+    threads: config["threads"]
     conda:
         ENV
     log:
@@ -69,4 +68,4 @@ rule throughput_classification:
     shell:
         "jpegstudy throughput --model {wildcards.model} --reference {input.reference}"
         " --corrector {params.correctors} --params {params.used:q} --rule throughput_classification"
-        " --threads {params.threads} --device {params.device} --out {output.metrics} > {log} 2>&1"
+        " --threads {threads} --device {params.device} --out {output.metrics} > {log} 2>&1"

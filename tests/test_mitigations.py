@@ -2,6 +2,7 @@
 that changes nothing reproduces the unmitigated numbers, the clean reference never meets a corrector."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -206,3 +207,33 @@ def test_mitigation_config_errors_name_the_key(key, value, message):
     assert str(e.value) == message
 
 
+
+
+def test_published_qgac_checkpoint_becomes_a_corrector(tmp_path):
+    """A Lightning-style checkpoint (prefixed keys, statistics beside the weights) as resolve-corrector loads it;
+    one with a wrong key is refused in one line naming it."""
+    import subprocess
+
+    from jpegstudy.correction.qgac import QGAC
+
+    widths = {"luma_channels": 8, "chroma_channels": 4, "luma_blocks": 1}
+    torch.manual_seed(1)
+    net = QGAC(**widths)
+    stats = {"mean": torch.randn(3, 8, 8), "std": torch.rand(3, 8, 8) + 0.5}
+    torch.save({"state_dict": {f"model.{k}": v for k, v in net.state_dict().items()}, "stats": stats, "epoch": 7},
+               tmp_path / "qgac.ckpt")
+    args = ["jpegstudy", "resolve-corrector", "--network", "qgac", "--params", json.dumps(widths)]
+    subprocess.run([*args, "--weights", str(tmp_path / "qgac.ckpt"), "--out", str(tmp_path / "c.pt")], check=True,
+                   capture_output=True)
+    corrector, meta = correctors.load(tmp_path / "c.pt")
+    assert all(torch.equal(a, b) for a, b in zip(corrector.net.state_dict().values(), net.state_dict().values()))
+    assert torch.equal(corrector.stats.std, stats["std"]) and meta["source"] == str(tmp_path / "qgac.ckpt")
+
+    state = {f"model.{k}": v for k, v in net.state_dict().items()}
+    state["model.block_y.bias_transform.weight"] = state.pop("model.block_y.bias_transfrom.weight")
+    torch.save({"state_dict": state, "stats": stats}, tmp_path / "bad.ckpt")
+    result = subprocess.run([*args, "--weights", str(tmp_path / "bad.ckpt"), "--out", str(tmp_path / "d.pt")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and not (tmp_path / "d.pt").exists()
+    assert result.stderr.count("\n") == 1 and "block_y.bias_transfrom.weight" in result.stderr
+    assert str(tmp_path / "bad.ckpt") in result.stderr

@@ -24,7 +24,7 @@ def table_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(id, field, printed text) of every \\jsrec, and the plain numbers left in body cells."""
     refs = JSREC.findall(text)
     untraced = []
-    bodies = re.findall(r"\\begin\{(?:tabular|longtable)\}(.*?)\\end\{(?:tabular|longtable)\}", text, re.S)
+    bodies = re.findall(r"\\begin\{(?:tabular|longtable)\}(.*?)\\end\{(?:tabular|longtable)\}", text, re.DOTALL)
     for line in "\n".join(bodies).splitlines():
         line = JSREC.sub("", COMMENT.split(line)[0])
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]

@@ -145,15 +145,26 @@ def cmd_train_corrector(a) -> None:
 
 
 def cmd_resolve_corrector(a) -> None:
-    from jpegstudy import atomic
+    import torch
+
+    from jpegstudy import atomic, jpeg
     from jpegstudy.correction import checkpoints
     from jpegstudy.correction import corrector as correctors
+    from jpegstudy.correction.qgac import QGAC
 
-    p = _json(a.params)
-    corrector = correctors.Corrector(a.network, correctors.network_kwargs(a.network, p),
-                                     checkpoints.load_stats(a.stats, a.weights), None)
-    checkpoints.load_state_dict(a.weights, corrector.net, what=a.network)
+    kwargs = correctors.network_kwargs(a.network, _json(a.params))
+    net = QGAC(**kwargs)
+    extras = checkpoints.load_state_dict(a.weights, net, what="QGAC weights")
+    if a.stats:
+        stats = torch.load(a.stats, map_location="cpu", weights_only=True)
+    else:  # published checkpoints may carry their statistics beside the weights
+        stats = next((extras[k] for k in ("stats", "frequency_stats") if isinstance(extras.get(k), dict)), None)
+        if stats is None:
+            raise ValueError(f"{a.weights}: holds no DCT statistics; give them with correction.qgac.stats")
+    corrector = correctors.Corrector(a.network, kwargs, jpeg.FrequencyStats.from_state_dict(stats))
+    corrector.net.load_state_dict(net.state_dict())
     correctors.save(a.out, corrector, source=a.weights, source_sha256=atomic.sha256_file(a.weights))
+    print(f"{a.out}: {a.weights} loaded into QGAC {kwargs}")
 
 
 def cmd_train_ttac(a) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import io
 
 import torch
-from jpegstudy.correction.arcnn import ARCNN
-from jpegstudy.correction.idcn import IDCN
-from jpegstudy.correction.qgac import QGAC
 
 from jpegstudy import atomic, jpeg
+from jpegstudy.correction.arcnn import ARCNN
+from jpegstudy.correction.idcn import IDCN
 from jpegstudy.correction.inputs import JpegBatch
+from jpegstudy.correction.qgac import QGAC
 from jpegstudy.errors import ModelError
 
 NETWORKS = {"qgac": QGAC, "arcnn": ARCNN, "idcn": IDCN}
