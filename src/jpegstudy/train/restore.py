@@ -33,9 +33,11 @@ def qualities_for(corrector: Corrector, n: int, generator: torch.Generator) -> l
     return inputs.draw_qualities(n, generator)
 
 
-def train(corrector: Corrector, manifest: Manifest, *, out, epochs: int, batch_size: int, lr: float,
-          lr_min: float, seed: int, crop: int | None = None, workers: int = 0, images_per_epoch: int | None = None,
-          device: str = "cpu") -> Corrector:
+def fit(corrector: Corrector, manifest: Manifest, loss_fn, *, what: str, out, epochs: int, batch_size: int,
+        lr: float, lr_min: float, seed: int, crop: int | None = None, workers: int = 0,
+        images_per_epoch: int | None = None, device: str = "cpu") -> Corrector:
+    """Adam with cosine annealing on the corrector, resumable per epoch; `loss_fn(images, jpeg_batch)` (uint8
+    originals and their JPEGs, on the device) is what `what` (offtheshelf, ttac) minimises."""
     dev = pick_device(device)
     torch.manual_seed(seed)
     corrector.to(dev).train()
@@ -45,21 +47,30 @@ def train(corrector: Corrector, manifest: Manifest, *, out, epochs: int, batch_s
 
     def epoch(_: int, generator: torch.Generator) -> str:
         total = steps = 0
+        # The labels the loader yields are dropped here, unread: correctors are trained without any.
         for images, _labels in training.batches(manifest, batch_size=batch_size, generator=generator, crop=crop,
                                                 workers=workers, images_per_epoch=images_per_epoch):
             batch = inputs.from_images(images, qualities_for(corrector, len(images), generator)).to(dev)
-            loss = pixel_loss(corrector.network, corrector(batch), images.to(dev).float() / 255)
+            loss = loss_fn(images.to(dev), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             total, steps = total + loss.item(), steps + 1
-        return f"{corrector.describe()} pixel loss {total / steps:.4f}"
+        return f"{corrector.describe()} {what} loss {total / steps:.4f}"
 
-    settings = {"what": "offtheshelf", "network": corrector.network, "kwargs": corrector.kwargs,
+    settings = {"what": what, "network": corrector.network, "kwargs": corrector.kwargs,
                 "quality": corrector.quality, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "lr_min": lr_min, "seed": seed, "crop": crop, "images": len(manifest.images),
                 "images_per_epoch": images_per_epoch}
     loop.run_epochs(out, epochs=epochs, seed=seed, settings=settings,
                     states={"corrector": corrector, "optimizer": optimizer, "schedule": schedule}, epoch_fn=epoch)
     return corrector.cpu().eval()
+
+
+def train(corrector: Corrector, manifest: Manifest, **kwargs) -> Corrector:
+    """Off the shelf: the pixel loss against the lossless original. kwargs: those of fit()."""
+    def loss(images, batch):
+        return pixel_loss(corrector.network, corrector(batch), images.float() / 255)
+
+    return fit(corrector, manifest, loss, what="offtheshelf", **kwargs)
