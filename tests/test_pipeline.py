@@ -24,8 +24,9 @@ def run_snakemake(workdir, *args, config=None, quiet=True):
         shutil.copy(REPO / "config" / "smoke.yaml", workdir / "config.yaml")
     else:
         (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-                           *(["-q"] if quiet else []), *args], capture_output=True, text=True)
+    # -q last: it takes optional values, so a target after it would be read as one
+    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args,
+                           *(["-q"] if quiet else [])], capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

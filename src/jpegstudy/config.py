@@ -143,12 +143,14 @@ def check_mitigations(config: dict) -> None:
     """The mitigation keys that refer to other keys: models, datasets with a train split, files."""
     cls, correction = config["classification"], config["correction"]
     wanted = set(cls["mitigations"])
+    if not wanted:
+        return
     for key, name in (("classification.train_dataset", train_dataset(config)), ("correction.dataset",
                                                                                  correction["dataset"])):
         if name not in config["datasets"]:
             raise ConfigError(f"config {key}: {name!r} is not one of datasets ({', '.join(config['datasets'])})")
         ds = config["datasets"][name]
-        if wanted and ds["kind"] != "embedded" and not ds.get("train"):
+        if ds["kind"] != "embedded" and not ds.get("train"):
             raise ConfigError(f"config datasets.{name}.train: the mitigations train on {name}'s train split; give "
                               f"its folder, or leave classification.mitigations empty")
     if "transfer" in wanted:
