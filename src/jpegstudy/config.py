@@ -186,6 +186,6 @@ def mitigation_config(config: dict, mitigation: str) -> dict:
             out["classification.mitigate"] = {**shared, "ttac": cls["mitigate"]["ttac"]}
         if network != "qgac":
             out["classification.ac_comparison"] = cls["ac_comparison"]
-    if mitigation not in ("none", "offtheshelf") and not mitigation.endswith("offtheshelf"):
+    if mitigation != "none" and not mitigation.endswith("offtheshelf"):  # trained on the task's train split
         out["classification.train_dataset"] = train_dataset(config)
     return out

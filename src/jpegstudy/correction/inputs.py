@@ -6,7 +6,6 @@ Training compresses on the fly (from_images); evaluation reads the compressed fi
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +22,9 @@ QUALITY_RANGE = (10, 90)
 class JpegBatch:
     rgb: torch.Tensor  # (N, 3, h, w) float in [0, 1]: the decoded JPEGs
     coefficients: jpeg.CoefficientBatch
-    qualities: list[int | None]  # None where unknown (a file read back; its tables say what they say)
 
     def to(self, device) -> JpegBatch:
-        return JpegBatch(self.rgb.to(device), self.coefficients.to(device), self.qualities)
+        return JpegBatch(self.rgb.to(device), self.coefficients.to(device))
 
 
 def draw_qualities(n: int, generator: torch.Generator) -> list[int]:
@@ -34,9 +32,11 @@ def draw_qualities(n: int, generator: torch.Generator) -> list[int]:
     return torch.randint(low, high + 1, (n,), generator=generator).tolist()
 
 
-def _pixels(data: bytes, size: tuple[int, int]) -> torch.Tensor:
-    with Image.open(io.BytesIO(data)) as im:
-        rgb = np.asarray(im.convert("RGB"))[: size[0], : size[1]]  # drop the padding compress_coefficients added
+def _pixels(data: bytes, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """uint8 (3, h, w) decode of a JPEG, cropped to `size` (dropping the padding compress_coefficients added)."""
+    rgb = np.asarray(jpeg.decode(data))
+    if size is not None:
+        rgb = rgb[: size[0], : size[1]]
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
 
 
@@ -47,7 +47,7 @@ def from_images(images: torch.Tensor, qualities: list[int]) -> JpegBatch:
         data, c = jpeg.compress_coefficients(Image.fromarray(image.permute(1, 2, 0).numpy()), q)
         rgb.append(_pixels(data, c.size))
         coefs.append(c)
-    return JpegBatch(torch.stack(rgb).float() / 255, jpeg.stack_coefficients(coefs), list(qualities))
+    return JpegBatch(torch.stack(rgb).float() / 255, jpeg.stack_coefficients(coefs))
 
 
 def from_files(files: list[bytes]) -> list[tuple[list[int], JpegBatch]]:
@@ -59,12 +59,11 @@ def from_files(files: list[bytes]) -> list[tuple[list[int], JpegBatch]]:
     out = []
     for idx in groups.values():
         rgb = torch.stack([_pixels(files[i], coefs[i].size) for i in idx]).float() / 255
-        out.append((idx, JpegBatch(rgb, jpeg.stack_coefficients([coefs[i] for i in idx]), [None] * len(idx))))
+        out.append((idx, JpegBatch(rgb, jpeg.stack_coefficients([coefs[i] for i in idx]))))
     return out
 
 
 def decoded(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
     """Only the decoded JPEGs, (N, 3, h, w) in [0, 1] (fine-tuning needs no coefficients)."""
-    out = [jpeg.decode(jpeg.compress(Image.fromarray(im.permute(1, 2, 0).numpy()), q)) for im, q in
-           zip(images, qualities)]
-    return torch.stack([torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1) for im in out]).float() / 255
+    return torch.stack([_pixels(jpeg.compress(Image.fromarray(im.permute(1, 2, 0).numpy()), q))
+                        for im, q in zip(images, qualities)]).float() / 255
