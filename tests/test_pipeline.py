@@ -15,29 +15,7 @@ import yaml
 from jpegstudy import audit
 from jpegstudy.report.metrics import fmt
 
-from .conftest import REPO
-
-
-def run_snakemake(workdir, *args, config=None, quiet=True):
-    workdir.mkdir(parents=True, exist_ok=True)
-    if config is None:
-        shutil.copy(REPO / "config" / "smoke.yaml", workdir / "config.yaml")
-    else:
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    # -q last: it takes optional values, so a target after it would be read as one
-    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args,
-                           *(["-q"] if quiet else [])], capture_output=True, text=True)
-
-
-@pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    runs = []
-    for name in ("first", "second"):
-        workdir = tmp_path_factory.mktemp(name)
-        result = run_snakemake(workdir)
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs.append(workdir)
-    return runs
+from .conftest import REPO, run_snakemake
 
 
 def metric_values(workdir):

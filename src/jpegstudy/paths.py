@@ -63,3 +63,13 @@ def resume(output: str) -> str:
 
 def throughput(task: str, model: str) -> str:
     return f"{RESULTS}/metrics/throughput/{task}/{model}.json"
+
+
+def appendix(name: str, ext: str) -> str:
+    """A figure or table of an appendix (GradCAM, qualitative results, throughput, provenance)."""
+    return f"{REPORTS}/appendix/{name}.{ext}"
+
+
+def study_pdf() -> str:
+    return f"{REPORTS}/study.pdf"
+
