@@ -18,6 +18,7 @@ rule evaluate_classification:
                 f"datasets.{CLS_DATASET}": config["datasets"][CLS_DATASET],
                 "qualities": QUALITIES,
                 "seed": config["seed"],
+                "confidence": config["confidence"],
                 "device": config["device"],
                 **mitigation_config(config, w.mitigation),
             }

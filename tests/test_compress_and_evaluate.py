@@ -116,8 +116,12 @@ def test_evaluation_equals_a_hand_loop_over_the_files(tmp_path):
         m = manifests.read(path)
         with torch.no_grad():
             preds = [model(transform(load_rgb(m.path_of(i)))[None]).argmax().item() for i in range(6)]
-        expected = 100 * sum(p == im["label"] for p, im in zip(preds, m.images)) / 6
-        assert row["top1"] == pytest.approx(expected) and row["top5"] == 100.0 and row["n_images"] == 6
+        right = [p == im["label"] for p, im in zip(preds, m.images)]
+        assert row["top1"] == pytest.approx(100 * sum(right) / 6) and row["top5"] == 100.0 and row["n_images"] == 6
+        # each image's result, in manifest order, and an interval around the accuracy (all right: no spread)
+        assert row["per_image"] == {"top1": "".join("1" if r else "0" for r in right), "top5": "111111"}
+        assert row["top1_low"] <= row["top1"] <= row["top1_high"]
+        assert row["top5_low"] == row["top5_high"] == 100.0
     assert [r["quality"] for r in result["rows"]] == [None, 10]
     assert len({r["id"] for r in result["rows"]}) == 2
     json.dumps(result)  # the metric file is plain JSON

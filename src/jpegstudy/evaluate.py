@@ -1,7 +1,8 @@
 """Evaluate one (task model, mitigation) on the clean set and every compressed set: one job, the model loaded once.
 
 Writes one metric file: {"task", "model", "mitigation", "dataset", "rows": [...]}, one row per quality (None for the
-clean reference), each with top-1, top-5, n_images, its provenance record and a row id.
+clean reference), each with top-1, top-5, their bootstrap intervals (top1_low, top1_high, ...), n_images, each
+image's result (per_image), its provenance record and a row id.
 
 Mitigations reach evaluation in two ways: a fine-tuned model is just another reference file; a corrector runs on
 each decoded JPEG before the model's own transform (the order is the paper's). The clean reference never goes
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from jpegstudy import confidence as confidence_intervals
 from jpegstudy import provenance
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
@@ -41,33 +43,49 @@ class _Files(torch.utils.data.Dataset):
         return verified_bytes(self.manifest.path_of(i), entry.get("sha256")), entry["label"]
 
 
+def corrected_images(corrector, files: list[bytes], device) -> list[Image.Image]:
+    """The corrector's output for each JPEG file, rounded to an 8-bit RGB image (what a corrector hands on is an
+    image), in the order of `files`."""
+    out = [None] * len(files)
+    for idx, batch in inputs.from_files(list(files)):
+        rgb = corrector(batch.to(device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        for i, image in zip(idx, rgb):
+            out[i] = Image.fromarray(np.ascontiguousarray(image))
+    return out
+
+
 def _corrected_batches(manifest, corrector, transform, device, batch_size: int, workers: int):
-    """Batches of (model input, labels): each JPEG corrected, then rounded to an 8-bit image (what a corrector
-    hands on is an image) and put through the model's own transform."""
+    """Batches of (model input, labels): each JPEG corrected (corrected_images), then put through the model's own
+    transform."""
     files = torch.utils.data.DataLoader(_Files(manifest), batch_size=batch_size, num_workers=workers,
                                         collate_fn=lambda items: list(zip(*items)))
     for data, labels in files:
-        xs = [None] * len(data)
-        for idx, batch in inputs.from_files(list(data)):
-            rgb = corrector(batch.to(device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            for i, image in zip(idx, rgb):
-                xs[i] = transform(Image.fromarray(np.ascontiguousarray(image)))
+        xs = [transform(image) for image in corrected_images(corrector, list(data), device)]
         yield torch.stack(xs), torch.tensor(labels)
 
 
 @torch.no_grad()
 def classification_scores(model, manifest, transform, device, batch_size: int, workers: int, desc: str,
-                          corrector=None) -> dict:
-    top1 = top5 = n = 0
+                          corrector=None, confidence: dict | None = None) -> dict:
+    """top-1 and top-5 (%), their bootstrap intervals (`confidence`: level, resamples, seed) and each image's
+    result in manifest order (kept so intervals, and paired intervals of drops, can be recomputed)."""
+    correct = {"top1": [], "top5": []}
     batches = (loader(manifest, transform, batch_size, workers) if corrector is None else
                _corrected_batches(manifest, corrector, transform, device, batch_size, workers))
     for x, y in tqdm(batches, desc=desc, mininterval=10):
         logits = model(x.to(device))
         y = y.to(device)
-        top1 += classification.topk_correct(logits, y, 1).sum().item()
-        top5 += classification.topk_correct(logits, y, 5).sum().item()
-        n += len(y)
-    return {"top1": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "n_images": n}
+        for field, k in (("top1", 1), ("top5", 5)):
+            correct[field].append(classification.topk_correct(logits, y, k).cpu())
+    scores = {"n_images": 0}
+    for field, parts in correct.items():
+        hits = torch.cat(parts).numpy()
+        scores["n_images"] = len(hits)
+        scores[field] = 100.0 * int(hits.sum()) / len(hits)
+        low, high = confidence_intervals.accuracy_interval(hits, **(confidence or {}))
+        scores[f"{field}_low"], scores[f"{field}_high"] = low, high
+        correct[field] = confidence_intervals.encode(hits)
+    return {**scores, "per_image": correct}
 
 
 def _load_correctors(files: dict, dev) -> dict:
@@ -81,9 +99,11 @@ def _load_correctors(files: dict, dev) -> dict:
 
 def evaluate_classification(*, model_name: str, reference: str, clean: str, compressed: dict[int, str],
                             params: dict, rule: str, batch_size: int, workers: int, device: str = "auto",
-                            mitigation: str = "none", corrector_files: dict | None = None) -> dict:
+                            mitigation: str = "none", corrector_files: dict | None = None,
+                            confidence: dict | None = None) -> dict:
     """`corrector_files`: {None: file} for one corrector in front of every quality, or {quality: file} for
-    quality-aware ones (then only those qualities are evaluated)."""
+    quality-aware ones (then only those qualities are evaluated). `confidence`: level, resamples and seed of the
+    bootstrap intervals."""
     dev = pick_device(device)
     model, meta = classification.load_reference(reference)
     model.to(dev)
@@ -108,7 +128,7 @@ def evaluate_classification(*, model_name: str, reference: str, clean: str, comp
         start = time.perf_counter()
         label = "clean" if quality is None else f"Q={quality}"
         scores = classification_scores(model, m, transform, dev, batch_size, workers, f"{model_name} {label}",
-                                       corrector)
+                                       corrector, confidence)
         row = {"task": "classification", "model": model_name, "mitigation": mitigation, "dataset": m.dataset,
                "quality": quality, **scores}
         used = {**weights, **provenance.file_inputs({"manifest": path}), **corrector_input}
@@ -117,6 +137,7 @@ def evaluate_classification(*, model_name: str, reference: str, clean: str, comp
                                               git=git)
         row = {"id": provenance.row_id(row), **row}
         rows.append(row)
-        print(f"{model_name} {mitigation} {label}: top-1 {scores['top1']:.2f} top-5 {scores['top5']:.2f} "
+        print(f"{model_name} {mitigation} {label}: top-1 {scores['top1']:.2f} "
+              f"[{scores['top1_low']:.2f}, {scores['top1_high']:.2f}] top-5 {scores['top5']:.2f} "
               f"({scores['n_images']} images)", flush=True)
     return {"task": "classification", "model": model_name, "mitigation": mitigation, "rows": rows}
