@@ -53,7 +53,7 @@ def test_table_prints_every_row_value_with_its_reference(metrics):
 
 def test_audit_traces_every_number(metrics, tmp_path, capsys):
     out = tmp_path / "t.tex"
-    tables.write_classification_table(metrics, out)
+    tables.write_table("classification", metrics, out)
     assert audit.audit(str(out), str(tmp_path / "m"))
     text = capsys.readouterr().out
     assert "6/6 numbers traced to metric rows (0 problems)" in text
@@ -63,7 +63,7 @@ def test_audit_traces_every_number(metrics, tmp_path, capsys):
 
 def test_audit_catches_edited_and_untraced_numbers(metrics, tmp_path, capsys):
     out = tmp_path / "t.tex"
-    tables.write_classification_table(metrics, out)
+    tables.write_table("classification", metrics, out)
     tex = out.read_text()
     out.write_text(tex.replace("{40.50}", "{45.50}", 1))
     assert not audit.audit(str(out), str(tmp_path / "m"))
@@ -72,7 +72,7 @@ def test_audit_catches_edited_and_untraced_numbers(metrics, tmp_path, capsys):
 
 def test_audit_catches_untraced_numbers_in_the_classification_table(metrics, tmp_path, capsys):
     out = tmp_path / "t.tex"
-    tables.write_classification_table(metrics, out, "top5")
+    tables.write_table("classification", metrics, out, field="top5")
     # a number typed into the table by hand has no record
     out.write_text(re.sub(r"\\jsrec\{\w+/top5\}\{90.00\}", "90.00", out.read_text(), count=1))
     assert not audit.audit(str(out), str(tmp_path / "m"))
@@ -81,7 +81,7 @@ def test_audit_catches_untraced_numbers_in_the_classification_table(metrics, tmp
 
 def test_audit_catches_an_edited_metric_file(metrics, tmp_path, capsys):
     out = tmp_path / "t.tex"
-    tables.write_classification_table(metrics, out)
+    tables.write_table("classification", metrics, out)
     # someone edits a value in the metric file and the table to match: the row no longer hashes to its id
     data = json.loads(metrics[0].read_text())
     data["rows"][1]["top1"] = 45.5
@@ -136,5 +136,5 @@ def compile_tables(folder, *tables_tex) -> str:
 def test_table_compiles_with_pdflatex(tmp_path):
     nine = {None: (100.0, 100.0), **{q: (100.0, 100.0) for q in range(10, 100, 10)}}  # the widest numbers
     metrics = [metric_file(tmp_path / "m" / f"{m}.json", m, nine) for m in ("resnext101_32x8d", "mobilenet_v2")]
-    tables.write_classification_table(metrics, tmp_path / "table.tex")
+    tables.write_table("classification", metrics, tmp_path / "table.tex")
     compile_tables(tmp_path, "table.tex")

@@ -168,9 +168,9 @@ def test_ac_comparison_table(study):
 
 def test_audit_traces_every_number_of_every_table(study, tmp_path, capsys):
     ac = [study["files"][(SMALL, m)] for m in TOP1[SMALL] if m not in ("finetune", f"transfer-{BIG}")]
-    tables.write_classification_table(study["all"], tmp_path / "cls.tex")
-    tables.write_classification_table(study["all"], tmp_path / "cls5.tex", "top5")
-    tables.write_ac_comparison_table(ac, tmp_path / "ac.tex", [10, 20])
+    tables.write_table("classification", study["all"], tmp_path / "cls.tex")
+    tables.write_table("classification", study["all"], tmp_path / "cls5.tex", field="top5")
+    tables.write_table("ac-comparison", ac, tmp_path / "ac.tex", qualities=[10, 20])
     n = 5 * 4 + 5 * 4 + 4 * 3  # resnext: 5 mitigations x 4 columns; mobilenet: the same + 4 baselines x 3
     for name, count in (("cls.tex", n), ("cls5.tex", n), ("ac.tex", 7 * 2)):
         assert audit.audit(str(tmp_path / name), str(study["root"]))
@@ -213,14 +213,14 @@ def test_tables_fit_the_page(tmp_path):
             files.append(metric_file(root, model, m, (100.0,) * 10, q9))
     for m in ("arcnn-offtheshelf", "arcnn-ttac", "idcn-offtheshelf", "idcn-ttac"):
         files.append(metric_file(root, "mobilenet_v2", m, (100.0, 100.0, 100.0), (None, 10, 20)))
-    tables.write_classification_table(files, tmp_path / "cls.tex")
-    tables.write_classification_table(files, tmp_path / "cls5.tex", "top5")
+    tables.write_table("classification", files, tmp_path / "cls.tex")
+    tables.write_table("classification", files, tmp_path / "cls5.tex", field="top5")
     ac = [f for f in files if f.parent.name == "mobilenet_v2" and not f.stem.startswith(("transfer-", "finetune"))]
-    tables.write_ac_comparison_table(ac, tmp_path / "ac.tex", [10, 20])
+    tables.write_table("ac-comparison", ac, tmp_path / "ac.tex", qualities=[10, 20])
     # few qualities: a narrower table, the mitigation column at most 13em
     few = [metric_file(tmp_path / "few", m, x, (100.0, 100.0, 100.0), (None, 10, 90))
            for m in names[:2] for x in ("none", "ttac", "transfer-mobilenet_v2")]
-    tables.write_classification_table(few, tmp_path / "few.tex")
+    tables.write_table("classification", few, tmp_path / "few.tex")
     log = compile_tables(tmp_path, "cls.tex", "cls5.tex", "ac.tex", "few.tex")
     pages = int(re.search(r"Output written on doc.pdf \((\d+) pages?", log).group(1))
     assert pages >= 6  # two long tables of several pages each, Table 1, the short table

@@ -1,10 +1,11 @@
-"""`jpegstudy audit FILE`: for every number in a generated table or figure, the metric row it came from.
+"""`jpegstudy audit FILE`: for every number in a generated table, figure or the study PDF, where it came from.
 
-Tables print numbers as \\jsrec{<row id>/<field>}{<text>}; figures list the refs they plot in their metadata.
-Each ref is looked up among the metric files, and a printed text must equal the row's value as the reports
-format it, and the row's content must still hash to its id (an edited metric file is caught). A number in a
-table's tabular that is not a \\jsrec is reported as untraced.
-"""
+Tables print numbers as \\jsrec{<row id>/<field>}{<text>} (a metric row) or \\jsdoc{torchvision:<weights>:<metric>}{<text>}
+(torchvision's documented accuracy of those weights); figures and the PDF list the refs they show in their
+metadata. Each ref is looked up among the metric files (or in torchvision's weights meta), a printed text must
+equal the value as the reports format it, and a row's content must still hash to its id (an edited metric file is
+caught). A number in a table's tabular that is neither is reported as untraced. `jpegstudy audit <row id>` prints
+one row with its whole provenance record (the ids the study PDF's provenance appendix lists)."""
 
 from __future__ import annotations
 
@@ -16,17 +17,19 @@ from jpegstudy.report.figures import RECORDS_KEY
 from jpegstudy.report.metrics import fmt, index
 
 JSREC = re.compile(r"\\jsrec\{([0-9a-f]+)/(\w+)\}\{([^}]*)\}")
+JSDOC = re.compile(r"\\jsdoc\{(torchvision:[\w.]+):([\w@]+)\}\{([^}]*)\}")
+ROW_ID = re.compile(r"^[0-9a-f]{12}$")
 COMMENT = re.compile(r"(?<!\\)%")  # a LaTeX comment starts at an unescaped %
 NUMBER_CELL = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
 
 
 def table_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """(id, field, printed text) of every \\jsrec, and the plain numbers left in body cells."""
-    refs = JSREC.findall(text)
+    """(id, field, printed text) of every \\jsrec and \\jsdoc, and the plain numbers left in body cells."""
+    refs = JSREC.findall(text) + JSDOC.findall(text)
     untraced = []
     bodies = re.findall(r"\\begin\{(?:tabular|longtable)\}(.*?)\\end\{(?:tabular|longtable)\}", text, re.DOTALL)
     for line in "\n".join(bodies).splitlines():
-        line = JSREC.sub("", COMMENT.split(line)[0])
+        line = JSDOC.sub("", JSREC.sub("", COMMENT.split(line)[0]))
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]
     return refs, untraced
 
@@ -40,7 +43,38 @@ def figure_refs(path: Path) -> list[tuple[str, str, None]]:
     else:
         m = re.search(rb"/Keywords \(" + RECORDS_KEY.encode() + rb": ([^)]*)\)", path.read_bytes())
         text = m.group(1).decode() if m else ""
-    return [(*ref.split("/"), None) for ref in text.split()]
+    return [(*_split_ref(ref), None) for ref in text.split()]
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """"<row id>/<field>" or "torchvision:<weights>:<metric>" -> (what, field)."""
+    return tuple(ref.rsplit(":", 1)) if ref.startswith("torchvision:") else tuple(ref.split("/", 1))
+
+
+def documented(ref: str, field: str) -> float | None:
+    """torchvision's documented ImageNet-1K `field` (acc@1, acc@5) of the weights named in `ref`, or None."""
+    import torchvision
+
+    try:
+        weights = torchvision.models.get_weight(ref.removeprefix("torchvision:"))
+    except (ValueError, KeyError, AttributeError):
+        return None
+    return weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get(field)
+
+
+def show_row(row_id: str, metrics_dir: str = "results/metrics") -> bool:
+    """`jpegstudy audit <row id>` (the ids the study PDF links to): the row and its whole provenance record."""
+    import json
+
+    row = index(metrics_dir).get(row_id)
+    if row is None:
+        print(f"MISSING  {row_id}: no such metric row under {metrics_dir}")
+        return False
+    altered = provenance.row_id(row) != row_id
+    print(("ALTERED  " if altered else "") + describe(row))
+    shown = {k: v for k, v in row.items() if k != "per_image"}
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    return not altered
 
 
 def describe(row: dict) -> str:
@@ -59,8 +93,10 @@ def describe(row: dict) -> str:
 
 def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True) -> bool:
     path = Path(file)
+    if not path.is_file() and ROW_ID.match(file):
+        return show_row(file, metrics_dir)
     if not path.is_file():
-        raise FileNotFoundError(f"{file}: no such file")
+        raise FileNotFoundError(f"{file}: no such file (nor a metric row id)")
     if path.suffix == ".tex":
         refs, untraced = table_refs(path.read_text())
     elif path.suffix in (".pdf", ".png"):
@@ -70,6 +106,17 @@ def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True)
     rows = index(metrics_dir)
     problems = 0
     for row_id, field, printed in refs:
+        if row_id.startswith("torchvision:"):
+            value = documented(row_id, field)
+            if value is None:
+                problems += 1
+                print(f"MISSING  {row_id}:{field}: torchvision documents no such value")
+            elif printed is not None and printed != fmt(value):
+                problems += 1
+                print(f"MISMATCH {printed} printed, {fmt(value)} documented by {row_id} {field}")
+            elif verbose:
+                print(f"{fmt(value):>8} {field:<5} documented by {row_id} (torchvision's weights meta)")
+            continue
         row = rows.get(row_id)
         if row is None or field not in row:
             problems += 1

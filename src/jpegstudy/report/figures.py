@@ -21,6 +21,7 @@ import pandas as pd
 import seaborn as sns
 
 from jpegstudy import atomic
+from jpegstudy import confidence as intervals
 from jpegstudy.report.metrics import (
     BASE_MITIGATIONS,
     FIELD_NAMES,
@@ -38,11 +39,13 @@ STYLE = {"none": ("0.45", "o"), "finetune": ("C0", "s"), "offtheshelf": ("C2", "
 TRANSFER_STYLES = [("C1", "v"), ("C4", "P"), ("C5", "X"), ("C6", "<"), ("C8", ">"), ("C9", "*")]
 
 
-def drops(df: pd.DataFrame, field: str, relative_to: str = "own") -> pd.DataFrame:
+def drops(df: pd.DataFrame, field: str, relative_to: str = "own", confidence: dict | None = None) -> pd.DataFrame:
     """Clean metric minus the metric at each quality, per (model, mitigation): the paper's 'drop'.
 
     relative_to="own": the clean row of the same (model, mitigation); "none": the model's clean row without
-    mitigation (every model then needs its "none" rows). Each drop lists the two row refs it is made of."""
+    mitigation (every model then needs its "none" rows). Each drop lists the two row refs it is made of. With
+    `confidence` (level, resamples, seed), each drop gets a paired bootstrap interval (low, high) from the two
+    rows' per-image results."""
     out = []
     references = {}
     if relative_to == "none":
@@ -65,9 +68,28 @@ def drops(df: pd.DataFrame, field: str, relative_to: str = "own") -> pd.DataFram
             raise ValueError(f"{rows['source'].iloc[0]}: no 'none' metric file of {model} among the inputs (its "
                              "clean reference is what drops are measured from)")
         for _, r in rows.dropna(subset=["quality"]).iterrows():
+            low, high = _drop_interval(ref, r, field, confidence) if confidence else (math.nan, math.nan)
             out.append({"model": model, "mitigation": mitigation, "quality": int(r["quality"]),
-                        "drop": ref[field] - r[field], "refs": [f"{ref['id']}/{field}", f"{r['id']}/{field}"]})
-    return pd.DataFrame(out, columns=["model", "mitigation", "quality", "drop", "refs"])
+                        "drop": ref[field] - r[field], "low": low, "high": high,
+                        "refs": [f"{ref['id']}/{field}", f"{r['id']}/{field}"]})
+    return pd.DataFrame(out, columns=["model", "mitigation", "quality", "drop", "low", "high", "refs"])
+
+
+def _drop_interval(clean: pd.Series, compressed: pd.Series, field: str, confidence: dict) -> tuple[float, float]:
+    results = []
+    for row in (clean, compressed):
+        per_image = row.get("per_image")
+        if not isinstance(per_image, dict) or field not in per_image:
+            raise ValueError(f"{row['source']}: row {row['id']} keeps no per-image {field} results (evaluated before "
+                             "they were kept: rerun its evaluation)")
+        results.append(intervals.decode(per_image[field]))
+    return intervals.drop_interval(*results, **confidence)
+
+
+def _band(ax, line: pd.DataFrame, color) -> None:
+    """The confidence band of a line of drops, where it has one."""
+    if line["low"].notna().all():
+        ax.fill_between(line["quality"], line["low"], line["high"], color=color, alpha=0.15, linewidth=0)
 
 
 def _params(params: dict | None, **defaults) -> dict:
@@ -96,6 +118,10 @@ def _save(fig, outputs, refs, dpi: int) -> None:
         plt.close(fig)
 
 
+def _level(params: dict) -> str:
+    return f"{100 * params['confidence'].get('level', 0.95):g} %"
+
+
 def _drop_label(field: str) -> str:
     return f"Drop in {FIELD_NAMES.get(field, field)} (points)"
 
@@ -115,10 +141,14 @@ def drop_figure(metric_files, outputs, params: dict | None = None) -> None:
     """The paper's Figure 3: drop in top-1 accuracy against JPEG quality, one line per model."""
     params = _params(params)
     df = classification_frame(metric_files)
-    d = drops(df, params["field"])
+    d = drops(df, params["field"], confidence=params.get("confidence"))
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(params["width"], params["height"]))
     sns.lineplot(data=d, x="quality", y="drop", hue="model", marker="o", ax=ax)
+    for color, model in zip(sns.color_palette(n_colors=d["model"].nunique()), dict.fromkeys(d["model"])):
+        _band(ax, d[d["model"] == model].sort_values("quality"), color)
+    if d["low"].notna().all():
+        ax.set_title(f"bands: {_level(params)} bootstrap intervals", fontsize="x-small")
     ax.set_xlabel("JPEG quality")
     ax.set_ylabel(f"Drop in {'top-1' if params['field'] == 'top1' else params['field']} accuracy (points)")
     ax.set_xticks(sorted(d["quality"].unique()))
@@ -162,7 +192,7 @@ def mitigation_figure(metric_files, outputs, params: dict | None = None) -> None
     _save(fig, outputs, _refs(d), params["dpi"])
 
 
-def transfer_drops(metric_files, field: str = "top1") -> pd.DataFrame:
+def transfer_drops(metric_files, field: str = "top1", confidence: dict | None = None) -> pd.DataFrame:
     """What Figure 7a plots: for every model with a transfer-* file, the drops of none, ttac and transfer-* from
     its clean reference without mitigation."""
     df = classification_frame(metric_files)
@@ -170,7 +200,7 @@ def transfer_drops(metric_files, field: str = "top1") -> pd.DataFrame:
     targets = list(dict.fromkeys(df[df["mitigation"].str.startswith("transfer-")]["model"]))
     if not targets:
         raise ValueError(f"{', '.join(map(str, metric_files))}: no transfer-* rows to plot")
-    return drops(df[df["model"].isin(targets)], field, relative_to="none")
+    return drops(df[df["model"].isin(targets)], field, relative_to="none", confidence=confidence)
 
 
 def transfer_figure(metric_files, outputs, params: dict | None = None) -> None:
@@ -179,7 +209,7 @@ def transfer_figure(metric_files, outputs, params: dict | None = None) -> None:
     corrector (transfer-{source}), and without mitigation for scale. One panel per target model."""
     params = _params(params)
     field = params["field"]
-    d = transfer_drops(metric_files, field)
+    d = transfer_drops(metric_files, field, params.get("confidence"))
     targets = list(dict.fromkeys(d["model"]))
     transfers = sorted({m for m in d["mitigation"] if m.startswith("transfer-")}, key=mitigation_key)
     ncols = min(len(targets), 3)
@@ -198,6 +228,7 @@ def transfer_figure(metric_files, outputs, params: dict | None = None) -> None:
             (handles[label],) = ax.plot(line["quality"], line["drop"], color=color, marker=marker, markersize=4,
                                         linewidth=1.2, linestyle="--" if mitigation == "none" else "-",
                                         label=label)
+            _band(ax, line, color)
         ax.axhline(0, color="0.3", linewidth=0.8)
         ax.set_title(model, fontsize="medium")
         ax.set_xticks(sorted(d["quality"].unique()))
@@ -207,7 +238,8 @@ def transfer_figure(metric_files, outputs, params: dict | None = None) -> None:
         ax.set_xlabel("JPEG quality")
     for ax in axes[:, 0]:
         ax.set_ylabel(_drop_label(field))
-    fig.suptitle(_definition(field), fontsize="x-small")
+    bands = f"; bands: {_level(params)} bootstrap intervals" if d["low"].notna().all() else ""
+    fig.suptitle(_definition(field) + bands, fontsize="x-small")
     fig.legend(handles.values(), handles.keys(), loc="outside lower center",
                ncols=min(len(handles), 4 if ncols >= 3 else 2), fontsize="small", frameon=False)
     _save(fig, outputs, _refs(d), params["dpi"])
@@ -325,3 +357,73 @@ def summary_figure(metric_files, throughput_files, outputs, params: dict | None 
     fig.tight_layout()
     _place_labels(fig, ax, p, sizes, obstacles=(diagonal, sizes_legend))
     _save(fig, outputs, [ref for refs in p["refs"] for ref in refs], params["dpi"])
+
+
+def model_figure(metric_files, outputs, params: dict | None = None) -> None:
+    """Appendix D.1: one model's metric against JPEG quality, one line per mitigation, each with the bootstrap
+    interval its rows carry as a band; the clean reference (the model alone) as a dashed line with its own band."""
+    params = _params(params)
+    field = params["field"]
+    df = classification_frame(metric_files)
+    models = list(dict.fromkeys(df["model"]))
+    if len(models) != 1:
+        raise ValueError(f"{df['source'].iloc[-1]}: a per-model figure plots one model, these files hold "
+                         f"{', '.join(models)}")
+    mitigations = sorted(df["mitigation"].unique(), key=mitigation_key)
+    transfers = [m for m in mitigations if m not in STYLE]
+    name = FIELD_NAMES.get(field, field)
+    has_bands = {f"{field}_low", f"{field}_high"} <= set(df.columns)
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, ax = plt.subplots(figsize=(params["width"], params["height"]))
+    refs = []
+    for mitigation in mitigations:
+        rows = df[df["mitigation"] == mitigation]
+        line = rows.dropna(subset=["quality"]).sort_values("quality")
+        color, marker = _style(mitigation, transfers)
+        ax.plot(line["quality"], line[field], color=color, marker=marker, markersize=4, linewidth=1.2,
+                label=mitigation_label(mitigation))
+        if has_bands:
+            ax.fill_between(line["quality"], line[f"{field}_low"], line[f"{field}_high"], color=color, alpha=0.12,
+                            linewidth=0)
+        refs += [f"{i}/{f}" for i in line["id"] for f in (field, *((f"{field}_low", f"{field}_high") * has_bands))]
+        if mitigation == "none":
+            clean = rows[rows["quality"].isna()].iloc[0]
+            ax.axhline(clean[field], color="0.3", linewidth=0.8, linestyle="--", label=f"clean ({clean[field]:.2f})")
+            if has_bands:
+                ax.axhspan(clean[f"{field}_low"], clean[f"{field}_high"], color="0.3", alpha=0.08, linewidth=0)
+            refs += [f"{clean['id']}/{f}" for f in (field, *((f"{field}_low", f"{field}_high") * has_bands))]
+    ax.set_xticks(sorted(df["quality"].dropna().unique()))
+    ax.set_xlabel("JPEG quality")
+    ax.set_ylabel(f"{name} accuracy (%)")
+    ax.set_title(f"{models[0]}" + (f"; bands: {_level(params)} bootstrap intervals" if has_bands else ""),
+                 fontsize="small")
+    ax.legend(fontsize="x-small", ncols=2, loc="lower right", frameon=True)
+    fig.tight_layout()
+    _save(fig, outputs, refs, params["dpi"])
+
+
+def throughput_figure(throughput_files, outputs, params: dict | None = None) -> None:
+    """Appendix E (the paper's Figure 19): images/s of each model alone and with each corrector in front, at the
+    largest batch size measured; one panel for inference, one for training (fine-tuning the model alone, TTAC
+    steps with a corrector)."""
+    params = _params(params)
+    df = throughput_frame(throughput_files)
+    largest = df.groupby(["model", "mode"])["batch_size"].transform("max")
+    d = df[df["batch_size"] == largest].copy()
+    d["corrector"] = d["corrector"].fillna("model alone")
+    modes = [m for m in ("inference", "training") if m in set(d["mode"])]
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, len(modes), squeeze=False, figsize=(params["width"] * (0.7 + 0.3 * len(modes)),
+                                                                   params["height"]), layout="constrained")
+    order = ["model alone", *sorted(set(d["corrector"]) - {"model alone"})]
+    for ax, mode in zip(axes[0], modes):
+        rows = d[d["mode"] == mode]
+        sns.barplot(data=rows, x="model", y="images_per_s", hue="corrector", hue_order=order, ax=ax,
+                    legend=ax is axes[0][0])
+        batch = ", ".join(str(b) for b in sorted(rows["batch_size"].unique()))
+        ax.set_title(f"{mode} (batch {batch})", fontsize="small")
+        ax.set_xlabel("")
+        ax.set_ylabel("images/s")
+    if axes[0][0].get_legend() is not None:
+        sns.move_legend(axes[0][0], "upper right", fontsize="x-small", title_fontsize="x-small", frameon=True)
+    _save(fig, outputs, [f"{i}/images_per_s" for i in d["id"]], params["dpi"])

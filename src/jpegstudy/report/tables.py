@@ -6,6 +6,7 @@ Every number is printed as \\jsrec{<row id>/<field>}{<value>} with metrics.fmt, 
 from __future__ import annotations
 
 import jinja2
+import pandas as pd
 
 from jpegstudy import atomic
 from jpegstudy.report.metrics import (
@@ -20,6 +21,7 @@ from jpegstudy.report.metrics import (
     mitigation_label,
     qualities_of,
     split_ac,
+    throughput_frame,
 )
 
 LATEX_SPECIALS = {"_": r"\_", "%": r"\%", "&": r"\&", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}"}
@@ -44,6 +46,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True, undefined=jinja2.StrictUndefined, autoescape=False)
     env.filters["latex"] = latex_escape
     env.filters["breakable"] = latex_breakable
+    env.filters["basename"] = lambda path: str(path).replace("\\", "/").rsplit("/", 1)[-1]  # checkpoint paths
     return env
 
 
@@ -55,9 +58,25 @@ def _cells(rows: dict, order, field: str) -> list[str]:
     return [cell(rows[q], field) if q in rows else "--" for q in order]
 
 
-def classification_table(metric_files, field: str = "top1") -> str:
+def interval_cell(row, field: str) -> str:
+    """The bootstrap interval a row carries for `field`, both ends traceable; empty for rows without one."""
+    if f"{field}_low" not in row or pd.isna(row[f"{field}_low"]):
+        return ""
+    return f"\\jsci{{{cell(row, field + '_low')}}}{{{cell(row, field + '_high')}}}"
+
+
+def confidence_label(df: pd.DataFrame) -> str:
+    """"95\\,\\%" from the level the rows' evaluation used (their provenance), for captions."""
+    levels = {row.get("config", {}).get("confidence", {}).get("level") for row in df["provenance"]} - {None}
+    if len(levels) > 1:
+        raise ValueError(f"{df['source'].iloc[0]}: rows with intervals at several levels ({sorted(levels)})")
+    return f"{100 * levels.pop():g}\\,\\%" if levels else ""
+
+
+def classification_table(metric_files, field: str = "top1", intervals: bool = True) -> str:
     """The appendix's classification table: per model a block of rows, one per mitigation (in the fixed order of
-    metrics.mitigation_key), columns clean and every quality; "--" where a mitigation has no row."""
+    metrics.mitigation_key), columns clean and every quality; "--" where a mitigation has no row. `intervals`: a
+    line under each row with the bootstrap interval of every number."""
     if field not in FIELD_LABELS:
         raise ValueError(f"field {field!r}: tables print one of {', '.join(FIELD_LABELS)}")
     df = classification_frame(metric_files)
@@ -65,13 +84,19 @@ def classification_table(metric_files, field: str = "top1") -> str:
     models = []
     for name, rows in df.groupby("model", sort=False):
         blocks = sorted(rows.groupby("mitigation", sort=False), key=lambda item: mitigation_key(item[0]))
-        models.append({"name": name, "rows": [{"label": mitigation_label(m), "mitigation": m,
-                                               "cells": _cells(by_quality(r), [None, *qualities], field)}
-                                              for m, r in blocks]})
+        table_rows = []
+        for m, r in blocks:
+            rows_by_quality = by_quality(r)
+            table_rows.append({"label": mitigation_label(m), "mitigation": m,
+                               "cells": _cells(rows_by_quality, [None, *qualities], field),
+                               "intervals": [interval_cell(rows_by_quality[q], field) if q in rows_by_quality else ""
+                                             for q in [None, *qualities]] if intervals else None})
+        models.append({"name": name, "rows": table_rows})
     return environment().get_template("classification_table.tex.j2").render(
         sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], qualities=qualities, models=models,
-        field=field, field_label=FIELD_LABELS[field], label="tab:classification" + ("" if field == "top1" else
-                                                                                    f"-{field}"))
+        field=field, field_label=FIELD_LABELS[field], confidence_label=confidence_label(df), intervals=intervals and any(
+            any(r["intervals"]) for model in models for r in model["rows"]),
+        label="tab:classification" + ("" if field == "top1" else f"-{field}"))
 
 
 def ac_comparison_table(metric_files, qualities=None, field: str = "top1") -> str:
@@ -110,9 +135,66 @@ def ac_comparison_table(metric_files, qualities=None, field: str = "top1") -> st
         networks=networks, unmitigated=none, field_label=FIELD_LABELS[field])
 
 
-def write_classification_table(metric_files, out, field: str = "top1") -> None:
-    atomic.write_text(out, classification_table(metric_files, field))
+def documented_accuracy(model_config: dict, model: str) -> dict | None:
+    """torchvision's documented ImageNet-1K accuracies of the weights a model was loaded with, as
+    {"ref": "torchvision:<Enum>.<NAME>", "acc@1": ..., "acc@5": ...}; None for weights trained here or a checkpoint."""
+    from jpegstudy.tasks import classification
+
+    weights = model_config.get("weights")
+    if weights is None or not classification.is_torchvision_weights(weights):
+        return None
+    member = classification.torchvision_weights(model_config.get("arch", model), weights)
+    metrics = member.meta.get("_metrics", {}).get("ImageNet-1K")
+    if metrics is None:
+        return None
+    return {"ref": f"torchvision:{type(member).__name__}.{member.name}", **metrics}
 
 
-def write_ac_comparison_table(metric_files, out, qualities=None, field: str = "top1") -> None:
-    atomic.write_text(out, ac_comparison_table(metric_files, qualities, field))
+def documented_cell(documented: dict | None, key: str) -> str:
+    if documented is None:
+        return "--"
+    return f"\\jsdoc{{{documented['ref']}:{key}}}{{{fmt(documented[key])}}}"
+
+
+def reference_table(metric_files) -> str:
+    """Appendix D.3: each model's clean top-1 and top-5 (with intervals) without mitigation, beside torchvision's
+    documented values for the weights it was loaded with, where torchvision documents them."""
+    df = classification_frame(metric_files)
+    df = df[df["mitigation"] == "none"]
+    if df.empty:
+        raise ValueError(f"{', '.join(map(str, metric_files))}: no 'none' rows (the reference table is the models "
+                         "without mitigation)")
+    models = []
+    for name, rows in df.groupby("model", sort=False):
+        clean = by_quality(rows)[None]
+        config = clean["provenance"]["config"].get(f"classification.models.{name}", {})
+        documented = documented_accuracy(config, name)
+        models.append({"name": name, "arch": config.get("arch", name), "weights": config.get("weights", "?"),
+                       "cells": [cell(clean, "top1"), interval_cell(clean, "top1"), cell(clean, "top5"),
+                                 documented_cell(documented, "acc@1"), documented_cell(documented, "acc@5")]})
+    return environment().get_template("reference_table.tex.j2").render(
+        sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], models=models,
+        confidence_label=confidence_label(df))
+
+
+def throughput_table(throughput_files) -> str:
+    """Appendix E: images/s of each model alone and with each corrector, for inference and training, at each
+    batch size measured."""
+    df = throughput_frame(throughput_files)
+    columns = sorted({(mode, int(b)) for mode, b in zip(df["mode"], df["batch_size"])},
+                     key=lambda c: (c[0] != "inference", c[1]))
+    rows = []
+    for (model, corrector), group in df.groupby(["model", df["corrector"].fillna("")], sort=False):
+        found = {(r["mode"], int(r["batch_size"])): r for r in group.to_dict("records")}
+        rows.append({"model": model, "corrector": NETWORK_LABELS.get(corrector, corrector) or "--",
+                     "cells": [cell(found[c], "images_per_s") if c in found else "--" for c in columns]})
+    return environment().get_template("throughput_table.tex.j2").render(
+        sources=[str(p) for p in throughput_files], columns=columns, rows=rows,
+        devices=sorted({row["device"] for row in df["provenance"]}))
+
+
+def write_table(kind: str, files, out, **options) -> None:
+    """One of the report's tables to `out` (atomically)."""
+    render = {"classification": classification_table, "ac-comparison": ac_comparison_table,
+              "reference": reference_table, "throughput": throughput_table}[kind]
+    atomic.write_text(out, render(files, **options))
