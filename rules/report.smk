@@ -1,4 +1,7 @@
-# Report: tables and figures, made from metric rows alone (one rule per table or figure).
+# Report: tables and figures, made from metric rows alone (one rule per table or figure), and the study PDF.
+# PNG figures are flagged for snakemake's own report (`snakemake --report reports/report.html`).
+from pathlib import Path
+
 from jpegstudy.report import template
 
 REPORT_MITIGATIONS = classification_mitigations(config)  # {model: [none, finetune, ...]}
@@ -24,6 +27,12 @@ TRANSFER_METRICS = [
 SUMMARY_METRICS = [
     paths.metrics("classification", model, m) for model, m in REPORT_PAIRS if m in ("none", "finetune", "ttac")
 ]
+THROUGHPUT = expand(paths.throughput("classification", "{model}"), model=list(REPORT_MITIGATIONS))
+# Plotting options; the figures with drops also get the bootstrap settings of their bands.
+FIGURE = as_json(config["report"]["figure"])
+FIGURE_WITH_BANDS = as_json(
+    {**config["report"]["figure"], "confidence": {**config["confidence"], "seed": config["seed"]}}
+)
 AC_METRICS = [
     paths.metrics("classification", model, m)
     for model, m in REPORT_PAIRS
@@ -44,6 +53,32 @@ if {"finetune", "ttac"} <= REPORT_WANTED:
     REPORT_TARGETS += expand(paths.figure("summary_classification", "{ext}"), ext=["pdf", "png"])
 if "ac_comparison" in REPORT_WANTED:
     REPORT_TARGETS.append(paths.table("ac_comparison"))
+REPORT_TARGETS += [paths.table("reference"), paths.table("throughput")]
+REPORT_TARGETS += expand(paths.figure("throughput_classification", "{ext}"), ext=["pdf", "png"])
+REPORT_TARGETS += expand(paths.figure("model_classification_{model}", "{ext}"), model=list(CLS_MODELS),
+                         ext=["pdf", "png"])
+
+# What the study PDF includes, by place ("kind:name"): every table and the PDF of every figure above.
+STUDY_PIECES = {
+    f"table:{Path(t).stem}": t for t in REPORT_TARGETS if t.endswith(".tex")
+} | {
+    f"figure:{Path(f).stem.removesuffix('_classification')}": f
+    for f in REPORT_TARGETS
+    if f.endswith(".pdf") and "/model_classification_" not in f
+} | {
+    f"model:{model}": paths.figure(f"model_classification_{model}", "pdf") for model in CLS_MODELS
+} | {
+    f"gradcam:{model}": path for model, path in APPENDIX_GRADCAM.items()
+} | {
+    f"qualitative:{model}": path for model, path in APPENDIX_QUALITATIVE.items()
+}
+REPORT_TARGETS += [*APPENDIX_TARGETS, paths.study_pdf()]
+
+
+def figure_png(name, caption, category, subcategory=None):
+    """A figure's PNG, flagged for snakemake's own report with its caption (rules/captions/) and category."""
+    return report(paths.figure(name, "png"), caption=f"captions/{caption}.rst", category=category,
+                  subcategory=subcategory)
 
 
 rule table_classification:
@@ -52,6 +87,8 @@ rule table_classification:
         template=template("classification_table.tex.j2"),
     output:
         table=paths.table("classification"),
+    params:
+        table=as_json({"intervals": config["report"]["intervals"]}),
     conda:
         ENV
     log:
@@ -59,7 +96,7 @@ rule table_classification:
     message:
         "Writing the classification table (top-1, every model and mitigation)"
     shell:
-        "jpegstudy table {input.metrics} --field top1 --out {output.table} > {log} 2>&1"
+        "jpegstudy table {input.metrics} --field top1 --params {params.table:q} --out {output.table} > {log} 2>&1"
 
 
 rule table_classification_top5:
@@ -68,6 +105,8 @@ rule table_classification_top5:
         template=template("classification_table.tex.j2"),
     output:
         table=paths.table("classification_top5"),
+    params:
+        table=as_json({"intervals": config["report"]["intervals"]}),
     conda:
         ENV
     log:
@@ -75,7 +114,7 @@ rule table_classification_top5:
     message:
         "Writing the classification table (top-5, every model and mitigation)"
     shell:
-        "jpegstudy table {input.metrics} --field top5 --out {output.table} > {log} 2>&1"
+        "jpegstudy table {input.metrics} --field top5 --params {params.table:q} --out {output.table} > {log} 2>&1"
 
 
 rule table_ac_comparison:
@@ -97,14 +136,46 @@ rule table_ac_comparison:
         " > {log} 2>&1"
 
 
+rule table_reference:
+    input:
+        metrics=CLS_METRICS,
+        template=template("reference_table.tex.j2"),
+    output:
+        table=paths.table("reference"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "table-reference"),
+    message:
+        "Writing the reference table (clean results beside torchvision's documented ones, appendix D.3)"
+    shell:
+        "jpegstudy table --kind reference {input.metrics} --out {output.table} > {log} 2>&1"
+
+
+rule table_throughput:
+    input:
+        throughput=THROUGHPUT,
+        template=template("throughput_table.tex.j2"),
+    output:
+        table=paths.table("throughput"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "table-throughput"),
+    message:
+        "Writing the throughput table (appendix E)"
+    shell:
+        "jpegstudy table --kind throughput {input.throughput} --out {output.table} > {log} 2>&1"
+
+
 rule figure_drop_classification:
     input:
         metrics=CLS_METRICS,
     output:
         pdf=paths.figure("drop_classification", "pdf"),
-        png=paths.figure("drop_classification", "png"),
+        png=figure_png("drop_classification", "drop_classification", "Figures"),
     params:
-        figure=as_json(config["report"]["figure"]),
+        figure=FIGURE_WITH_BANDS,
     conda:
         ENV
     log:
@@ -120,9 +191,9 @@ rule figure_mitigation_classification:
         metrics=BASE_METRICS,
     output:
         pdf=paths.figure("mitigation_classification", "pdf"),
-        png=paths.figure("mitigation_classification", "png"),
+        png=figure_png("mitigation_classification", "mitigation_classification", "Figures"),
     params:
-        figure=as_json(config["report"]["figure"]),
+        figure=FIGURE,
     conda:
         ENV
     log:
@@ -139,9 +210,9 @@ rule figure_transfer_classification:
         metrics=TRANSFER_METRICS,
     output:
         pdf=paths.figure("transfer_classification", "pdf"),
-        png=paths.figure("transfer_classification", "png"),
+        png=figure_png("transfer_classification", "transfer_classification", "Figures"),
     params:
-        figure=as_json(config["report"]["figure"]),
+        figure=FIGURE_WITH_BANDS,
     conda:
         ENV
     log:
@@ -156,10 +227,10 @@ rule figure_transfer_classification:
 rule figure_summary_classification:
     input:
         metrics=SUMMARY_METRICS,
-        throughput=expand(paths.throughput("classification", "{model}"), model=list(REPORT_MITIGATIONS)),
+        throughput=THROUGHPUT,
     output:
         pdf=paths.figure("summary_classification", "pdf"),
-        png=paths.figure("summary_classification", "png"),
+        png=figure_png("summary_classification", "summary_classification", "Figures"),
     params:
         figure=as_json({**config["report"]["figure"], "quality": SUMMARY_QUALITY}),
     conda:
@@ -171,3 +242,65 @@ rule figure_summary_classification:
     shell:
         "jpegstudy figure --kind summary {input.metrics} --throughput {input.throughput}"
         " --params {params.figure:q} --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule figure_model_classification:
+    input:
+        metrics=lambda w: [paths.metrics("classification", w.model, m) for m in REPORT_MITIGATIONS[w.model]],
+    output:
+        pdf=paths.figure("model_classification_{model}", "pdf"),
+        png=figure_png("model_classification_{model}", "model_classification", "Appendix D.1: per-model plots",
+                       "{model}"),
+    wildcard_constraints:
+        model="|".join(CLS_MODELS),
+    params:
+        figure=FIGURE_WITH_BANDS,
+    conda:
+        ENV
+    log:
+        paths.log("report", "figure-model_classification-{model}"),
+    message:
+        "Plotting {wildcards.model}'s accuracy against JPEG quality with each mitigation (appendix D.1)"
+    shell:
+        "jpegstudy figure --kind model {input.metrics} --params {params.figure:q}"
+        " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule figure_throughput_classification:
+    input:
+        throughput=THROUGHPUT,
+    output:
+        pdf=paths.figure("throughput_classification", "pdf"),
+        png=figure_png("throughput_classification", "throughput_classification", "Appendix E: throughput"),
+    params:
+        figure=FIGURE,
+    conda:
+        ENV
+    log:
+        paths.log("report", "figure-throughput_classification"),
+    message:
+        "Plotting images/s of each model alone and with each corrector (Figure 19)"
+    shell:
+        "jpegstudy figure --kind throughput {input.throughput} --params {params.figure:q}"
+        " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule study_pdf:
+    input:
+        pieces=list(STUDY_PIECES.values()),
+        metrics=ALL_METRICS + THROUGHPUT,
+        template=template("study.tex.j2"),
+    output:
+        pdf=report(paths.study_pdf(), caption="captions/study_pdf.rst", category="Study PDF"),
+        tex=paths.report_file("study.tex"),
+    params:
+        pieces=" ".join(f"{key}={path}" for key, path in STUDY_PIECES.items()),
+    conda:
+        ENV
+    log:
+        paths.log("report", "study-pdf"),
+    message:
+        "Typesetting the study PDF (latexmk): every table, figure and appendix, each number linked to its record"
+    shell:
+        "jpegstudy study --pieces {params.pieces} --metrics {input.metrics} --tex {output.tex} --out {output.pdf}"
+        " > {log} 2>&1"

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from jpegstudy import provenance
 from jpegstudy.report.figures import RECORDS_KEY
+
+PDF_RECORDS_KEY = "JpegstudyRecords"  # the study PDF's info key listing every ref it shows
 from jpegstudy.report.metrics import fmt, index
 
 JSREC = re.compile(r"\\jsrec\{([0-9a-f]+)/(\w+)\}\{([^}]*)\}")
@@ -41,8 +43,10 @@ def figure_refs(path: Path) -> list[tuple[str, str, None]]:
         with Image.open(path) as im:
             text = im.info.get(RECORDS_KEY, "")
     else:
-        m = re.search(rb"/Keywords \(" + RECORDS_KEY.encode() + rb": ([^)]*)\)", path.read_bytes())
-        text = m.group(1).decode() if m else ""
+        # a figure's refs are in its Keywords, the study PDF's in an info key of its own (hyperref owns Keywords)
+        m = re.search(rb"/Keywords \(" + RECORDS_KEY.encode() + rb": ([^)]*)\)|/" + PDF_RECORDS_KEY.encode()
+                      + rb" \(([^)]*)\)", path.read_bytes())
+        text = (m.group(1) or m.group(2)).decode() if m else ""
     return [(*_split_ref(ref), None) for ref in text.split()]
 
 

@@ -80,6 +80,11 @@ def _by_quality(items: list[str]) -> dict:
     return out
 
 
+def _confidence(params: dict) -> dict:
+    """Level, resamples and seed of the bootstrap intervals, from the job's config keys."""
+    return {**params.get("confidence", {}), "seed": params.get("seed", 0)}
+
+
 def cmd_evaluate(a) -> None:
     import torch
 
@@ -90,7 +95,7 @@ def cmd_evaluate(a) -> None:
     result = evaluate.evaluate_classification(
         model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
         params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device,
-        mitigation=a.mitigation, corrector_files=_by_quality(a.corrector))
+        mitigation=a.mitigation, corrector_files=_by_quality(a.corrector), confidence=_confidence(_json(a.params)))
     atomic.write_json(a.out, result)
 
 
@@ -218,10 +223,10 @@ def cmd_throughput(a) -> None:
 def cmd_table(a) -> None:
     from jpegstudy.report import tables
 
-    if a.kind == "classification":
-        tables.write_classification_table(a.metrics, a.out, field=a.field)
-    else:
-        tables.write_ac_comparison_table(a.metrics, a.out, qualities=_json(a.params).get("qualities"), field=a.field)
+    p = _json(a.params)
+    options = {"classification": {"field": a.field, "intervals": p.get("intervals", True)},
+               "ac-comparison": {"field": a.field, "qualities": p.get("qualities")}}.get(a.kind, {})
+    tables.write_table(a.kind, a.metrics, a.out, **options)
 
 
 def cmd_figure(a) -> None:
@@ -233,8 +238,48 @@ def cmd_figure(a) -> None:
             raise ValueError("jpegstudy figure --kind summary: give the throughput files with --throughput")
         figures.summary_figure(a.metrics, a.throughput, a.out, p)
     else:
-        {"drop": figures.drop_figure, "mitigation": figures.mitigation_figure,
-         "transfer": figures.transfer_figure}[a.kind](a.metrics, a.out, p)
+        {"drop": figures.drop_figure, "mitigation": figures.mitigation_figure, "transfer": figures.transfer_figure,
+         "model": figures.model_figure, "throughput": figures.throughput_figure}[a.kind](a.metrics, a.out, p)
+
+
+def _appendix_args(a) -> dict:
+    """The keyword arguments both appendix figures take, from the command's options."""
+    import torch
+
+    torch.set_num_threads(a.threads)
+    mitigations = {}
+    for item in a.mitigation:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--mitigation {item!r}: expected NAME=FILE (finetune, offtheshelf or ttac)")
+        mitigations[name] = path
+    return {"model_name": a.model, "reference": a.reference, "clean": a.clean, "compressed": a.compressed,
+            "mitigation_files": mitigations, "outputs": a.out, "params": _json(a.params), "device": a.device}
+
+
+def cmd_gradcam(a) -> None:
+    from jpegstudy.report import gradcam
+
+    gradcam.gradcam_figure(**_appendix_args(a))
+
+
+def cmd_qualitative(a) -> None:
+    from jpegstudy.report import qualitative
+
+    qualitative.qualitative_figure(**_appendix_args(a))
+
+
+def cmd_study(a) -> None:
+    from jpegstudy.report import study
+
+    pieces = {}
+    for item in a.pieces:
+        key, sep, path = item.partition("=")
+        if not sep or ":" not in key:
+            raise ValueError(f"--pieces {item!r}: expected KIND:NAME=FILE")
+        pieces[key] = path
+    study.build(pieces, a.metrics, a.out, keep_tex=a.tex)
+    print(f"{a.out}: {len(pieces)} pieces")
 
 
 def cmd_audit(a) -> None:
@@ -357,24 +402,54 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("table", help="a results table (LaTeX) from metric files")
     s.add_argument("metrics", nargs="+")
-    s.add_argument("--kind", default="classification", choices=["classification", "ac-comparison"],
-                   help="classification: every model and mitigation (appendix); ac-comparison: Table 1")
+    s.add_argument("--kind", default="classification",
+                   choices=["classification", "ac-comparison", "reference", "throughput"],
+                   help="classification: every model and mitigation (appendix D.2); ac-comparison: Table 1; "
+                        "reference: clean results beside torchvision's (D.3); throughput: images/s (E)")
     s.add_argument("--field", default="top1", choices=["top1", "top5"])
-    s.add_argument("--params", default="", help="JSON; ac-comparison: qualities (the columns)")
+    s.add_argument("--params", default="", help="JSON; classification: intervals (bool); ac-comparison: qualities")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_table)
 
     s = sub.add_parser("figure", help="a figure (PDF and PNG) from metric files")
     s.add_argument("metrics", nargs="+")
-    s.add_argument("--kind", default="drop", choices=["drop", "mitigation", "transfer", "summary"],
-                   help="drop: Figure 3; mitigation: Figure 4; transfer: Figure 7a; summary: Figure 1")
+    s.add_argument("--kind", default="drop", choices=["drop", "mitigation", "transfer", "summary", "model",
+                                                      "throughput"],
+                   help="drop: Figure 3; mitigation: Figure 4; transfer: Figure 7a; summary: Figure 1; model: one "
+                        "model's plot (appendix D.1); throughput: Figure 19 (its inputs are throughput files)")
     s.add_argument("--throughput", nargs="+", default=[], help="summary: the throughput files (point size)")
     s.add_argument("--params", default="", help="JSON plotting options (width, height, dpi, field; quality)")
     s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
     s.set_defaults(func=cmd_figure)
 
-    s = sub.add_parser("audit", help="for every number in a generated table, print the metric row it came from")
-    s.add_argument("file")
+    for name, func, help in (
+        ("gradcam", cmd_gradcam, "appendix A: GradCAM and guided-backprop maps of one model on a few fixed images"),
+        ("qualitative", cmd_qualitative, "appendix C: one model's predictions on a few fixed images, per mitigation"),
+    ):
+        s = sub.add_parser(name, help=help)
+        s.add_argument("--model", required=True, help="the model's name in config")
+        s.add_argument("--reference", required=True)
+        s.add_argument("--clean", required=True, help="manifest of the uncompressed validation split")
+        s.add_argument("--compressed", required=True, help="manifest of the same split at the quality shown")
+        s.add_argument("--mitigation", nargs="*", default=[], metavar="NAME=FILE",
+                       help="finetune=MODEL, offtheshelf=CORRECTOR, ttac=CORRECTOR: the columns after the JPEG")
+        s.add_argument("--params", default="", help="JSON: samples, quality, dpi")
+        s.add_argument("--threads", type=int, default=1)
+        s.add_argument("--device", default="cpu")
+        s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
+        s.set_defaults(func=func)
+
+    s = sub.add_parser("study", help="the study PDF (latexmk): every generated piece, each number linked to its record")
+    s.add_argument("--pieces", nargs="+", required=True, metavar="KIND:NAME=FILE",
+                   help="tables (table:NAME=.tex) and figures (figure:, model:, gradcam:, qualitative:NAME=.pdf)")
+    s.add_argument("--metrics", nargs="+", required=True, help="every metric and throughput file the pieces show")
+    s.add_argument("--tex", help="also write the rendered LaTeX skeleton here")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_study)
+
+    s = sub.add_parser("audit", help="for every number in a generated table, figure or the study PDF, print the "
+                                     "metric row it came from; or one row's whole record, given its id")
+    s.add_argument("file", help="a .tex table, a .pdf/.png figure, reports/study.pdf, or a row id")
     s.add_argument("--metrics-dir", default="results/metrics")
     s.add_argument("--quiet", action="store_true", help="only the summary line")
     s.set_defaults(func=cmd_audit)

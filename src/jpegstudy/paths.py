@@ -73,3 +73,7 @@ def appendix(name: str, ext: str) -> str:
 def study_pdf() -> str:
     return f"{REPORTS}/study.pdf"
 
+
+
+def report_file(name: str) -> str:
+    return f"{REPORTS}/{name}"

@@ -1,0 +1,153 @@
+"""reports/study.pdf: a LaTeX skeleton that includes only generated pieces (tables, figures, appendices), built with
+latexmk, in which every number links to its record in a provenance appendix.
+
+Tables print numbers as \\jsrec{<row id>/<field>}{<value>}; here \\jsrec becomes a hyperlink to the row's anchor in
+the provenance appendix (id, input sha256s, commit, rule, config keys), as showyourwork links a paper's numbers to
+what made them. Figures are listed there with the rows they plot. The PDF's info dictionary lists every ref it
+shows (/JpegstudyRecords), so `jpegstudy audit reports/study.pdf` checks them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from jpegstudy import atomic
+from jpegstudy.audit import PDF_RECORDS_KEY, figure_refs, table_refs
+from jpegstudy.report.metrics import read_rows
+from jpegstudy.report.tables import environment, latex_escape
+
+# Where each piece goes, and its title in the PDF. A piece is "kind:name" (or kind:name:model for per-model ones).
+FIGURES = {
+    "summary": "Drop at the lowest quality after fine-tuning against after TTAC; point size: throughput (Figure 1)",
+    "drop": "Drop in accuracy against JPEG quality, per model, without mitigation (Figure 3)",
+    "mitigation": "Drop in accuracy against JPEG quality with each mitigation (Figure 4)",
+    "transfer": "Each model's own TTAC corrector against TTAC correctors transferred from other models (Figure 7a)",
+    "throughput": "Throughput of each model alone and with each corrector (Figure 19)",
+}
+
+
+def _breakable(text: str) -> str:
+    """Escaped, and allowed to break after every / , = and : (paths, hashes and config values in narrow space)."""
+    return re.sub(r"([/,=:])", r"\1\\allowbreak{}", latex_escape(text))
+
+
+def _hashes(inputs: dict) -> dict:
+    return {name: item["sha256"] for name, item in inputs.items()}
+
+
+def provenance_groups(rows: list[dict]) -> list[dict]:
+    """The provenance appendix's content: per metric file, what its rows share (rule, commit, versions, config,
+    the inputs with one sha256 across the file) once, then each row with its own id, what it measured, its own
+    inputs and its values."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(row["source"], []).append(row)
+    out = []
+    for source, members in groups.items():
+        prov = [r["provenance"] for r in members]
+        shared_inputs = {name: item for name, item in prov[0]["inputs"].items()
+                         if all(p["inputs"].get(name, {}).get("sha256") == item["sha256"] for p in prov)}
+        git = prov[0]["git"]
+        config = prov[0]["config"]
+        out.append({
+            "source": source, "rule": prov[0]["rule"], "device": prov[0]["device"],
+            "commit": (git.get("commit") or "no git") + (" (dirty tree)" if git.get("dirty") else ""),
+            "versions": ", ".join(f"{k} {v}" for k, v in prov[0]["versions"].items()),
+            "config": [(key, json.dumps(config[key], sort_keys=True)) for key in sorted(config)],
+            "inputs": [(name, item["path"], item["sha256"]) for name, item in shared_inputs.items()],
+            "same_config": all(p["config"] == config and p["rule"] == prov[0]["rule"] for p in prov),
+            "rows": [{"id": r["id"], "what": _what(r),
+                      "inputs": [(n, s) for n, s in _hashes(r["provenance"]["inputs"]).items()
+                                 if n not in shared_inputs],
+                      "numbers": _values(r)} for r in members]})
+    return out
+
+
+def _what(row: dict) -> str:
+    if "images_per_s" in row:
+        return (f"{row['model']} + {row['corrector'] or 'no corrector'}, {row['mode']}, batch {row['batch_size']}")
+    quality = "clean" if row["quality"] is None else f"Q={row['quality']}"
+    return f"{row['model']} {row['mitigation']} {quality}, {row['n_images']} images"
+
+
+def _values(row: dict) -> str:
+    fields = ["images_per_s"] if "images_per_s" in row else [
+        f for f in ("top1", "top1_low", "top1_high", "top5", "top5_low", "top5_high") if f in row]
+    return ", ".join(f"{f} {row[f]:.4f}" for f in fields)
+
+
+def _pieces(pieces: dict[str, str]) -> dict:
+    """{"table": {name: path}, "figure": {name: path}, "model": {model: path}, "gradcam": ..., "qualitative": ...}"""
+    out = {}
+    for key, path in pieces.items():
+        kind, _, name = key.partition(":")
+        out.setdefault(kind, {})[name] = path
+    return out
+
+
+def render(pieces: dict[str, str], rows: list[dict], title: str) -> tuple[str, list[str]]:
+    """The skeleton's LaTeX (pieces named by their file in the build folder) and every ref it shows."""
+    by_kind = _pieces(pieces)
+    refs, figure_listing = [], []
+    for kind, named in by_kind.items():
+        for name, path in named.items():
+            if kind == "table":
+                found, untraced = table_refs(Path(path).read_text())
+                if untraced:
+                    raise ValueError(f"{path}: numbers without a record ({', '.join(untraced[:3])}): not a generated "
+                                     "table")
+                refs += [f"{what}:{field}" if what.startswith("torchvision:") else f"{what}/{field}"
+                         for what, field, _ in found]
+            elif Path(path).suffix == ".pdf" and kind in ("figure", "model"):
+                plotted = [f"{what}/{field}" for what, field, _ in figure_refs(Path(path))]
+                refs += plotted
+                figure_listing.append({"name": f"{kind}:{name}", "file": Path(path).name,
+                                       "ids": sorted({r.split("/")[0] for r in plotted})})
+    ids = {r.split("/")[0] for r in refs if not r.startswith("torchvision:")}
+    known = {row["id"] for row in rows}
+    missing = sorted(ids - known)
+    if missing:
+        raise ValueError(f"rows {', '.join(missing[:3])} are shown but not among the metric files given")
+    documented = sorted({r for r in refs if r.startswith("torchvision:")})
+    env = environment()
+    env.filters["path"] = _breakable
+    tex = env.get_template("study.tex.j2").render(
+        title=title, pieces=by_kind, figure_titles=FIGURES, records_key=PDF_RECORDS_KEY,
+        records=" ".join(sorted(set(refs))), figures=figure_listing, documented=documented,
+        groups=provenance_groups([r for r in rows if r["id"] in ids]), file_name=lambda p: Path(p).name)
+    return tex, sorted(set(refs))
+
+
+def build(pieces: dict[str, str], metric_files, out, title: str = "JPEG compression and deep learning: the study",
+          keep_tex: str | None = None) -> None:
+    """Copy the pieces into a scratch folder, render the skeleton beside them, run latexmk there, and move the PDF
+    to `out` (atomically: a failed build leaves no PDF behind)."""
+    if shutil.which("latexmk") is None:
+        raise ValueError("latexmk is not installed (Debian: apt-get install latexmk texlive-latex-extra)")
+    rows = read_rows(metric_files)
+    with tempfile.TemporaryDirectory(prefix="study-") as tmp:
+        tmp = Path(tmp)
+        local = {}
+        for key, path in pieces.items():  # flat, TeX-safe names: no user path ever reaches TeX
+            name = re.sub(r"[^A-Za-z0-9.-]", "-", key.replace(":", "-")) + Path(path).suffix
+            shutil.copy(path, tmp / name)
+            local[key] = str(tmp / name)
+        tex, _ = render(local, rows, title)
+        (tmp / "study.tex").write_text(tex)
+        if keep_tex:
+            atomic.write_text(keep_tex, tex)
+        # a fixed date and trailer id: the same pieces give the same PDF, byte for byte
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
+        result = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "study.tex"],
+                                cwd=tmp, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            log = (tmp / "study.log").read_text(errors="replace") if (tmp / "study.log").exists() else result.stdout
+            error = next((line for line in log.splitlines() if line.startswith("!")), "see the log")
+            raise ValueError(f"{out}: LaTeX failed: {error}")
+        atomic.write_bytes(out, (tmp / "study.pdf").read_bytes())
