@@ -22,6 +22,7 @@ from jpegstudy.audit import PDF_RECORDS_KEY, figure_refs, table_refs
 from jpegstudy.report.metrics import read_rows
 from jpegstudy.report.tables import environment, latex_escape
 
+KINDS = ("table", "figure", "model", "gradcam", "qualitative")
 # Where each piece goes, and its title in the PDF. A piece is "kind:name" (or kind:name:model for per-model ones).
 FIGURES = {
     "summary": "Drop at the lowest quality after fine-tuning against after TTAC; point size: throughput (Figure 1)",
@@ -84,10 +85,12 @@ def _values(row: dict) -> str:
 
 def _pieces(pieces: dict[str, str]) -> dict:
     """{"table": {name: path}, "figure": {name: path}, "model": {model: path}, "gradcam": ..., "qualitative": ...}"""
-    out = {}
+    out = {kind: {} for kind in KINDS}
     for key, path in pieces.items():
         kind, _, name = key.partition(":")
-        out.setdefault(kind, {})[name] = path
+        if kind not in out:
+            raise ValueError(f"{key}={path}: unknown kind of piece {kind!r}; known: {', '.join(KINDS)}")
+        out[kind][name] = path
     return out
 
 
