@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from jpegstudy import paths
-from jpegstudy.config import mitigation_inputs, train_dataset
+from jpegstudy.config import classification_mitigations, mitigation_inputs, train_dataset
 
 
 def trainer_params(config: dict, *sections: dict) -> str:
@@ -61,3 +61,41 @@ def throughput_correctors(config: dict) -> dict:
         quality = cls["ac_comparison"]["qualities"][0]
         out.update({net: paths.offtheshelf(net, quality) for net in cls["ac_comparison"]["networks"]})
     return out
+
+
+# The mitigations an appendix figure shows beside the JPEG, in the figures' column order.
+APPENDIX_MITIGATIONS = ("finetune", "offtheshelf", "ttac")
+
+
+def appendix_input(config: dict, w) -> dict:
+    """What a GradCAM or qualitative appendix figure of one classification model needs: the model, the clean and
+    lowest-quality validation manifests, and the file of each mitigation the config asks for."""
+    dataset = config["classification"]["dataset"]
+    wanted = classification_mitigations(config)[w.model]
+    files = {
+        "finetune": paths.finetuned("classification", w.model),
+        "offtheshelf": paths.offtheshelf("qgac"),
+        "ttac": paths.ttac("qgac", "classification", w.model),
+    }
+    return {
+        "reference": paths.reference("classification", w.model),
+        "clean": paths.manifest(dataset, "val"),
+        "compressed": paths.manifest(dataset, f"val-q{min(config['qualities'])}"),
+        **{m: files[m] for m in APPENDIX_MITIGATIONS if m in wanted},
+    }
+
+
+def appendix_mitigation_args(config: dict, w) -> str:
+    """The appendix commands' --mitigation option: NAME=FILE for each mitigation shown (empty when none is)."""
+    needs = appendix_input(config, w)
+    shown = [f"{m}={needs[m]}" for m in APPENDIX_MITIGATIONS if m in needs]
+    return "--mitigation " + " ".join(shown) if shown else ""
+
+
+def figure_png(name: str, caption: str, category: str, subcategory: str | None = None):
+    """A figure's PNG, flagged for snakemake's own report with its caption (rules/captions/, relative to the rule
+    file) and category."""
+    from snakemake.io import report
+
+    return report(paths.figure(name, "png"), caption=f"captions/{caption}.rst", category=category,
+                  subcategory=subcategory)
