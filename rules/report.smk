@@ -64,7 +64,7 @@ STUDY_PIECES = {
 } | {
     f"figure:{Path(f).stem.removesuffix('_classification')}": f
     for f in REPORT_TARGETS
-    if f.endswith(".pdf") and "/model_classification_" not in f
+    if f.endswith(".pdf") and not Path(f).stem.startswith("model_classification_")
 } | {
     f"model:{model}": paths.figure(f"model_classification_{model}", "pdf") for model in CLS_MODELS
 } | {
@@ -74,11 +74,6 @@ STUDY_PIECES = {
 }
 REPORT_TARGETS += [*APPENDIX_TARGETS, paths.study_pdf()]
 
-
-def figure_png(name, caption, category, subcategory=None):
-    """A figure's PNG, flagged for snakemake's own report with its caption (rules/captions/) and category."""
-    return report(paths.figure(name, "png"), caption=f"captions/{caption}.rst", category=category,
-                  subcategory=subcategory)
 
 
 rule table_classification:
@@ -173,7 +168,7 @@ rule figure_drop_classification:
         metrics=CLS_METRICS,
     output:
         pdf=paths.figure("drop_classification", "pdf"),
-        png=figure_png("drop_classification", "drop_classification", "Figures"),
+        png=dag.figure_png("drop_classification", "drop_classification", "Figures"),
     params:
         figure=FIGURE_WITH_BANDS,
     conda:
@@ -191,7 +186,7 @@ rule figure_mitigation_classification:
         metrics=BASE_METRICS,
     output:
         pdf=paths.figure("mitigation_classification", "pdf"),
-        png=figure_png("mitigation_classification", "mitigation_classification", "Figures"),
+        png=dag.figure_png("mitigation_classification", "mitigation_classification", "Figures"),
     params:
         figure=FIGURE,
     conda:
@@ -210,7 +205,7 @@ rule figure_transfer_classification:
         metrics=TRANSFER_METRICS,
     output:
         pdf=paths.figure("transfer_classification", "pdf"),
-        png=figure_png("transfer_classification", "transfer_classification", "Figures"),
+        png=dag.figure_png("transfer_classification", "transfer_classification", "Figures"),
     params:
         figure=FIGURE_WITH_BANDS,
     conda:
@@ -230,7 +225,7 @@ rule figure_summary_classification:
         throughput=THROUGHPUT,
     output:
         pdf=paths.figure("summary_classification", "pdf"),
-        png=figure_png("summary_classification", "summary_classification", "Figures"),
+        png=dag.figure_png("summary_classification", "summary_classification", "Figures"),
     params:
         figure=as_json({**config["report"]["figure"], "quality": SUMMARY_QUALITY}),
     conda:
@@ -249,7 +244,7 @@ rule figure_model_classification:
         metrics=lambda w: [paths.metrics("classification", w.model, m) for m in REPORT_MITIGATIONS[w.model]],
     output:
         pdf=paths.figure("model_classification_{model}", "pdf"),
-        png=figure_png("model_classification_{model}", "model_classification", "Appendix D.1: per-model plots",
+        png=dag.figure_png("model_classification_{model}", "model_classification", "Appendix D.1: per-model plots",
                        "{model}"),
     wildcard_constraints:
         model="|".join(CLS_MODELS),
@@ -271,7 +266,7 @@ rule figure_throughput_classification:
         throughput=THROUGHPUT,
     output:
         pdf=paths.figure("throughput_classification", "pdf"),
-        png=figure_png("throughput_classification", "throughput_classification", "Appendix E: throughput"),
+        png=dag.figure_png("throughput_classification", "throughput_classification", "Appendix E: throughput"),
     params:
         figure=FIGURE,
     conda:

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -224,3 +225,51 @@ def test_a_killed_training_job_resumes_to_the_same_weights(tmp_path):
     assert 1 <= done < 12
     assert (tmp_path / target).read_bytes() == whole
     assert not resume.exists()
+
+
+def planned_rules(result) -> set[str]:
+    """The rules of a dry-run plan (its 'Job stats' table), 'all' left out."""
+    table = result.stdout.split("Job stats:")[1].split("total")[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip()} - {"all"}
+
+
+@pytest.fixture
+def smoke_copy(smoke_runs, tmp_path):
+    """A copy of a finished smoke study (timestamps and snakemake's metadata kept) that a test may change."""
+    copy = tmp_path / "study"
+    shutil.copytree(smoke_runs[0], copy, symlinks=True)
+    return copy
+
+
+def test_study_pdf_and_every_table_answer_the_audit(smoke_runs, capsys):
+    workdir = smoke_runs[0]
+    assert (workdir / "reports/study.pdf").read_bytes().startswith(b"%PDF")
+    for path in [*sorted((workdir / "reports/tables").glob("*.tex")), workdir / "reports/study.pdf"]:
+        assert audit.audit(str(path), str(workdir / "results/metrics")), path
+        summary = capsys.readouterr().out.splitlines()[-1]
+        n = int(re.search(r"(\d+)/\1 numbers traced", summary).group(1))
+        assert n > 0, summary
+    # the PDF of one run equals the other's, but for the throughput rows and Figure 1 (timings): same page count
+    first, second = (subprocess.run(["pdfinfo", str(w / "reports/study.pdf")], capture_output=True, text=True).stdout
+                     for w in smoke_runs)
+    assert re.search(r"Pages:\s+(\d+)", first).group(1) == re.search(r"Pages:\s+(\d+)", second).group(1)
+
+
+def test_one_figure_alone_plans_only_its_job(smoke_copy):
+    """After a full run, a deleted figure is remade by its own job and nothing upstream."""
+    (smoke_copy / "reports/figures/drop_classification.png").unlink()
+    result = run_snakemake(smoke_copy, "-n", "reports/figures/drop_classification.png", quiet=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert planned_rules(result) == {"figure_drop_classification"}, result.stdout[-3000:]
+    nothing = run_snakemake(smoke_copy, "-n", "reports/figures/mitigation_classification.png", quiet=False)
+    assert "Nothing to be done" in nothing.stdout + nothing.stderr
+
+
+def test_a_plotting_option_reruns_only_plotting(smoke_copy):
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["report"]["figure"]["dpi"] = 80
+    result = run_snakemake(smoke_copy, "-n", config=config, quiet=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    planned = planned_rules(result)
+    assert "figure_drop_classification" in planned and "study_pdf" in planned
+    assert all(r.startswith(("figure_", "appendix_")) or r == "study_pdf" for r in planned), planned
