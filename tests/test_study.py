@@ -126,6 +126,7 @@ def test_a_study_pdf_must_know_every_row_it_shows(mitigation_study, tmp_path):
 
 
 @needs("latexmk")
+@needs("pdfinfo")
 def test_study_pdf_links_every_number_to_its_record(mitigation_study, tmp_path, capsys):
     files, root = mitigation_study["all"], mitigation_study["root"]
     pieces = {"table:classification": tmp_path / "cls.tex", "table:throughput": tmp_path / "speed.tex",
