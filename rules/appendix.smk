@@ -1,5 +1,6 @@
 # Appendices: per classification model, GradCAM (appendix A) and qualitative results (appendix C) on a few fixed
-# validation images, the JPEG at the lowest quality and each mitigation the config asks for.
+# validation images, the JPEG at the lowest quality and each mitigation the config asks for. They run on the CPU
+# (a few images; the files come out the same wherever they are made).
 
 APPENDIX_QUALITY = min(QUALITIES)
 APPENDIX_PARAMS = as_json(

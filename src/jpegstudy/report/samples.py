@@ -146,6 +146,8 @@ def collect(*, reference: str, clean: str, compressed: str, mitigation_files: di
     stored = jpeg_m.source.get("quality")
     if quality is not None and stored is not None and int(stored) != int(quality):
         raise ValueError(f"{compressed}: its JPEGs are of quality {stored}, not {quality}")
+    if quality is None and stored is None:
+        raise ValueError(f"{compressed}: records no JPEG quality (not written by the compress rule?)")
     quality = int(quality if quality is not None else stored)
     correctors_ = {}
     for name, path in mitigation_files.items():
@@ -194,7 +196,7 @@ def model_copy(model: torch.nn.Module) -> torch.nn.Module:
 RIGHT, WRONG = "#1a7f37", "#b42318"  # title colours; the marks (✓ ✗) say the same without colour
 
 
-def wrap(text: str, width: int = 18) -> str:
+def wrap(text: str, width: int = 22) -> str:
     return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=True)) or text
 
 
