@@ -4,6 +4,10 @@ from pathlib import Path
 
 from jpegstudy.report import template
 
+
+report: "captions/workflow.rst"
+
+
 REPORT_MITIGATIONS = classification_mitigations(config)  # {model: [none, finetune, ...]}
 REPORT_WANTED = set(CLS["mitigations"])
 AC = CLS["ac_comparison"]

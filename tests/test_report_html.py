@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from jpegstudy import audit
 from PIL import Image
 
 from .conftest import needs, run_snakemake
@@ -291,10 +293,17 @@ def test_report_has_every_figure_and_table_in_a_category_with_a_caption(report):
         assert "{{" not in entry["caption"] and "{%" not in entry["caption"], path  # jinja was rendered
     figures = {str(p.relative_to(workdir)) for p in (workdir / "reports").rglob("*.png")}
     assert not figures - set(results), f"figures not in the report: {sorted(figures - set(results))}"
-    # each LaTeX table is in the report in a form a browser shows (.html/.png/.svg/.pdf of the same name)
+    # each LaTeX table is in the report in a form a browser shows: typeset in the study PDF (every number of
+    # every table is among the refs the PDF shows), or an .html/.png/.svg/.pdf of the same name
     tables = {p.stem for p in (workdir / "reports" / "tables").glob("*.tex")}
     viewable = {Path(p).stem for p, e in results.items() if e["mime_type"] in VIEWABLE}
-    assert tables and not tables - viewable, f"tables not viewable in the report: {sorted(tables - viewable)}"
+    assert "reports/study.pdf" in results
+    in_pdf = {"/".join(ref[:2]) if not ref[0].startswith("torchvision:") else ":".join(ref[:2])
+              for ref in audit.figure_refs(workdir / "reports" / "study.pdf")}
+    for table in tables - viewable:
+        refs, _ = audit.table_refs((workdir / "reports" / "tables" / f"{table}.tex").read_text())
+        shown = {f"{what}:{field}" if what.startswith("torchvision:") else f"{what}/{field}" for what, field, _ in refs}
+        assert refs and shown <= in_pdf, f"table {table} is neither viewable in the report nor in the study PDF"
     # the start page describes the study (report: "captions/workflow.rst")
     assert "jpegstudy" in embedded_json(report["html"], "workflow_desc")
 
