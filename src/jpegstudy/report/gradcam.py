@@ -131,7 +131,7 @@ def maps(material: samples_.Material) -> tuple[str, int, list[list[tuple[np.ndar
 def draw(material: samples_.Material, model_name: str) -> samples_.PanelGrid:
     """The figure of `material`: per sample a GradCAM row and a guided-backprop row, one column per panel."""
     layer, cells, found = maps(material)
-    grid = samples_.PanelGrid(material, rows_per_sample=2, title=(
+    grid = samples_.PanelGrid(material, rows_per_sample=2, row_labels=True, title=(
         f"{model_name}: GradCAM (at {layer}, {cells}×{cells}) and guided backprop for the predicted class"))
     for s, (sample, row) in enumerate(zip(material.samples, found)):
         for c, (panel, (cam, gradient)) in enumerate(zip(sample.panels, row)):

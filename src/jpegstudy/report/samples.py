@@ -21,7 +21,6 @@ panel shows is the model's own input image: its eval transform's resize and cent
 from __future__ import annotations
 
 import copy
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,40 +195,42 @@ def model_copy(model: torch.nn.Module) -> torch.nn.Module:
 RIGHT, WRONG = "#1a7f37", "#b42318"  # title colours; the marks (✓ ✗) say the same without colour
 
 
-def wrap(text: str, width: int = 22) -> str:
-    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=True)) or text
-
-
 class PanelGrid:
     """A fixed layout in inches (no automatic layout, so the files are the same wherever they are made): a title,
-    a header naming each column, then per sample `rows_per_sample` rows of square panels, the first of them with
-    room for a two-line title above each panel, and the sample's name and true class to the left."""
+    a header naming each column, then per sample a line naming it and its true class, and `rows_per_sample` rows of
+    square panels, the first of them with room for a two-line title above each panel. With `row_labels`, a margin
+    on the left for a label of each row."""
 
-    PANEL, GAP, ROW_GAP, BLOCK_GAP = 1.15, 0.08, 0.06, 0.14
-    LEFT, RIGHT, TOP, BOTTOM, TITLE = 1.45, 0.08, 0.62, 0.08, 0.36
+    PANEL, GAP, ROW_GAP, BLOCK_GAP = 1.15, 0.08, 0.06, 0.16
+    RIGHT, TOP, BOTTOM, SAMPLE, TITLE = 0.08, 0.72, 0.08, 0.2, 0.32
 
-    def __init__(self, material: Material, rows_per_sample: int, title: str, columns: list[str] | None = None):
+    def __init__(self, material: Material, rows_per_sample: int, title: str, columns: list[str] | None = None,
+                 row_labels: bool = False):
         self.material = material
         self.columns = columns or [p.column for p in material.samples[0].panels]
+        self.left = 0.3 if row_labels else 0.08
         n, r, c = len(material.samples), rows_per_sample, len(self.columns)
-        block = self.TITLE + r * self.PANEL + (r - 1) * self.ROW_GAP
-        width = self.LEFT + c * self.PANEL + (c - 1) * self.GAP + self.RIGHT
-        height = self.TOP + n * block + (n - 1) * self.BLOCK_GAP + self.BOTTOM
+        self.block = self.SAMPLE + self.TITLE + r * self.PANEL + (r - 1) * self.ROW_GAP
+        width = self.left + c * self.PANEL + (c - 1) * self.GAP + self.RIGHT
+        height = self.TOP + n * self.block + (n - 1) * self.BLOCK_GAP + self.BOTTOM
         self.fig = plt.figure(figsize=(width, height))
         self.width, self.height = width, height
         self.axes = []  # [sample][row][column]
         for s in range(n):
-            top = self.TOP + s * (block + self.BLOCK_GAP) + self.TITLE
+            top = self._block_top(s) + self.SAMPLE + self.TITLE
             rows = []
             for k in range(r):
                 y = top + k * (self.PANEL + self.ROW_GAP)
-                rows.append([self._axes(self.LEFT + j * (self.PANEL + self.GAP), y) for j in range(c)])
+                rows.append([self._axes(self.left + j * (self.PANEL + self.GAP), y) for j in range(c)])
             self.axes.append(rows)
         self.fig.text(0.08 / width, 1 - 0.08 / height, title, ha="left", va="top", fontsize=9, fontweight="bold")
         for j, column in enumerate(self.columns):
-            x = (self.LEFT + j * (self.PANEL + self.GAP) + self.PANEL / 2) / width
-            self.fig.text(x, 1 - (self.TOP - 0.06) / height, material.column_title(column), ha="center",
+            x = (self.left + j * (self.PANEL + self.GAP) + self.PANEL / 2) / width
+            self.fig.text(x, 1 - (self.TOP - 0.16) / height, material.column_title(column), ha="center",
                           va="bottom", fontsize=8, fontweight="bold")
+
+    def _block_top(self, s: int) -> float:
+        return self.TOP + s * (self.block + self.BLOCK_GAP)
 
     def _axes(self, left: float, top: float):
         ax = self.fig.add_axes((left / self.width, 1 - (top + self.PANEL) / self.height, self.PANEL / self.width,
@@ -250,7 +251,8 @@ class PanelGrid:
 
     def prediction_title(self, ax, panel: Panel, label: int) -> None:
         right = panel.pred == label
-        name = textwrap.shorten(self.material.class_name(panel.pred), 22, placeholder="…")
+        name = self.material.class_name(panel.pred)
+        name = name if len(name) <= 22 else name[:21] + "…"  # a panel's width
         ax.set_title(f"{name}\n{'✓' if right else '✗'} p={panel.prob:.2f}", fontsize=6.5, pad=2,
                      color=RIGHT if right else WRONG)
 
@@ -259,9 +261,8 @@ class PanelGrid:
         ax.set_ylabel(text, fontsize=7, labelpad=2)
 
     def sample_label(self, s: int, sample: Sample) -> None:
-        rows = self.axes[s]
-        first, last = rows[0][0].get_position(), rows[-1][0].get_position()
-        y = (first.y1 + last.y0) / 2
-        self.fig.text((self.LEFT - 0.24) / self.width, y,
-                      f"val #{sample.index}\ntrue class:\n{wrap(self.material.class_name(sample.label))}",
-                      ha="right", va="center", fontsize=7)
+        """The sample's line above its panels: its index in the validation manifest and its true class."""
+        y = 1 - (self._block_top(s) + 0.02) / self.height
+        self.fig.text(self.left / self.width, y, f"validation image #{sample.index}, true class: "
+                      f"{self.material.class_name(sample.label)}", ha="left", va="top", fontsize=7.5,
+                      fontweight="bold")
