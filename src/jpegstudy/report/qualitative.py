@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from jpegstudy.report import samples as samples_
-from jpegstudy.report.figures import _save
 
 COLUMNS = ("jpeg", "offtheshelf", "ttac", "finetune", "original")  # the paper's order in appendix C
 
@@ -31,12 +30,6 @@ def draw(material: samples_.Material, model_name: str) -> samples_.PanelGrid:
     return grid
 
 
-def qualitative_figure(*, model_name: str, reference: str, clean: str, compressed: str, mitigation_files: dict,
-                       outputs, params: dict | None = None, device: str = "cpu") -> None:
-    """Write the appendix C figure of one model to `outputs` (.pdf and/or .png). params: samples, quality, dpi."""
-    params = {"samples": 4, "dpi": 150, **(params or {})}
-    material = samples_.collect(reference=reference, clean=clean, compressed=compressed,
-                                mitigation_files=mitigation_files, samples=params["samples"],
-                                quality=params.get("quality"), device=device)
-    # the figure holds no metric row (nothing for `jpegstudy audit` to trace): no records in its metadata
-    _save(draw(material, model_name).fig, outputs, [], params["dpi"])
+def qualitative_figure(**kwargs) -> None:
+    """Write the appendix C figure of one model (keyword arguments: samples.write_figure's)."""
+    samples_.write_figure(draw, **kwargs)

@@ -37,6 +37,7 @@ from jpegstudy.data import manifest as manifests
 from jpegstudy.data.images import decode_rgb, verified_bytes
 from jpegstudy.data.imagenet import WNID
 from jpegstudy.errors import ModelError
+from jpegstudy.report.figures import _save
 from jpegstudy.tasks import classification
 
 MITIGATIONS = ("finetune", "offtheshelf", "ttac")  # the columns after the JPEG, in this order
@@ -266,3 +267,14 @@ class PanelGrid:
         self.fig.text(self.left / self.width, y, f"validation image #{sample.index}, true class: "
                       f"{self.material.class_name(sample.label)}", ha="left", va="top", fontsize=7.5,
                       fontweight="bold")
+
+
+def write_figure(draw, *, model_name: str, reference: str, clean: str, compressed: str, mitigation_files: dict,
+                 outputs, params: dict | None = None, device: str = "cpu") -> None:
+    """Collect the samples and write `draw(material, model_name)`'s figure to `outputs` (.pdf and/or .png).
+    params: samples, quality, dpi."""
+    params = {"samples": 4, "dpi": 150, **(params or {})}
+    material = collect(reference=reference, clean=clean, compressed=compressed, mitigation_files=mitigation_files,
+                       samples=params["samples"], quality=params.get("quality"), device=device)
+    # the figure holds no metric row (nothing for `jpegstudy audit` to trace): no records in its metadata
+    _save(draw(material, model_name).fig, outputs, [], params["dpi"])

@@ -94,8 +94,8 @@ def _pieces(pieces: dict[str, str]) -> dict:
     return out
 
 
-def render(pieces: dict[str, str], rows: list[dict], title: str) -> tuple[str, list[str]]:
-    """The skeleton's LaTeX (pieces named by their file in the build folder) and every ref it shows."""
+def render(pieces: dict[str, str], rows: list[dict], title: str) -> str:
+    """The skeleton's LaTeX (pieces named by their file in the build folder), listing every ref it shows."""
     by_kind = _pieces(pieces)
     refs, figure_listing = [], []
     for kind, named in by_kind.items():
@@ -124,7 +124,7 @@ def render(pieces: dict[str, str], rows: list[dict], title: str) -> tuple[str, l
         title=title, pieces=by_kind, figure_titles=FIGURES, records_key=PDF_RECORDS_KEY,
         records=" ".join(sorted(set(refs))), figures=figure_listing, documented=documented,
         groups=provenance_groups([r for r in rows if r["id"] in ids]), file_name=lambda p: Path(p).name)
-    return tex, sorted(set(refs))
+    return tex
 
 
 def build(pieces: dict[str, str], metric_files, out, title: str = "JPEG compression and deep learning: the study",
@@ -141,7 +141,7 @@ def build(pieces: dict[str, str], metric_files, out, title: str = "JPEG compress
             name = re.sub(r"[^A-Za-z0-9.-]", "-", key.replace(":", "-")) + Path(path).suffix
             shutil.copy(path, tmp / name)
             local[key] = str(tmp / name)
-        tex, _ = render(local, rows, title)
+        tex = render(local, rows, title)
         (tmp / "study.tex").write_text(tex)
         if keep_tex:
             atomic.write_text(keep_tex, tex)
