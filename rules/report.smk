@@ -53,6 +53,7 @@ if REPORT_WANTED & {"finetune", "offtheshelf", "ttac"}:
     REPORT_TARGETS += expand(paths.figure("mitigation_classification", "{ext}"), ext=["pdf", "png"])
 if TRANSFER_TARGETS:
     REPORT_TARGETS += expand(paths.figure("transfer_classification", "{ext}"), ext=["pdf", "png"])
+    REPORT_TARGETS.append(paths.table("transfer"))
 if {"finetune", "ttac"} <= REPORT_WANTED:
     REPORT_TARGETS += expand(paths.figure("summary_classification", "{ext}"), ext=["pdf", "png"])
 if "ac_comparison" in REPORT_WANTED:
@@ -133,6 +134,22 @@ rule table_ac_comparison:
     shell:
         "jpegstudy table --kind ac-comparison {input.metrics} --params {params.table:q} --out {output.table}"
         " > {log} 2>&1"
+
+
+rule table_transfer:
+    input:
+        metrics=TRANSFER_METRICS,
+        template=template("transfer_table.tex.j2"),
+    output:
+        table=paths.table("transfer"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "table-transfer"),
+    message:
+        "Writing the transfer table (own against transferred TTAC correctors, Table 5)"
+    shell:
+        "jpegstudy table --kind transfer {input.metrics} --out {output.table} > {log} 2>&1"
 
 
 rule table_reference:

@@ -59,9 +59,13 @@ def test_table_numbers_equal_the_metric_rows(smoke_runs, capsys):
     for name, field in (("classification", "top1"), ("classification_top5", "top5")):
         table = workdir / "reports" / "tables" / f"{name}.tex"
         printed = re.findall(r"\\jsrec\{(\w+)/(\w+)\}\{([^}]*)\}", table.read_text())
-        assert len(printed) == len(rows)  # every row of every model and mitigation, once
+        # every row of every model and mitigation once, with its interval's two ends beneath it
+        fields = (field, f"{field}_low", f"{field}_high")
+        for name_of in fields:
+            assert sorted(r for r, f, _ in printed if f == name_of) == sorted(rows)
+        assert len(printed) == 3 * len(rows)
         for row_id, printed_field, text in printed:
-            assert printed_field == field and text == fmt(rows[row_id][field])
+            assert text == fmt(rows[row_id][printed_field])
         assert audit.audit(str(table), str(workdir / "results/metrics"))
         assert f"{len(printed)}/{len(printed)} numbers traced" in capsys.readouterr().out
 

@@ -166,13 +166,37 @@ def test_ac_comparison_table(study):
         tables.ac_comparison_table([*files, study["files"][(BIG, "ttac")]])
 
 
+def test_transfer_table(study):
+    tex = tables.transfer_table(study["all"])  # the other mitigations' files are passed and left out
+    assert "Model & Corrector & Q=10 & Q=20 & Q=50\\\\" in tex and r"\label{tab:transfer}" in tex
+    assert body_lines(tex) == [
+        (r"resnext101\_32x8d", ["None (JPEG)", *(jsrec(study, BIG, "none", q, t)
+                                                 for q, t in ((10, "40.00"), (20, "60.00"), (50, "75.00")))]),
+        ("", [r"resnext101\_32x8d (own)", *(jsrec(study, BIG, "ttac", q, t)
+                                            for q, t in ((10, "66.00"), (20, "72.00"), (50, "78.00")))]),
+        ("", [r"mobilenet\_v2", *(jsrec(study, BIG, f"transfer-{SMALL}", q, t)
+                                  for q, t in ((10, "55.00"), (20, "68.00"), (50, "76.00")))]),
+        (r"mobilenet\_v2", ["None (JPEG)", *(jsrec(study, SMALL, "none", q, t)
+                                             for q, t in ((10, "30.00"), (20, "50.00"), (50, "65.00")))]),
+        ("", [r"mobilenet\_v2 (own)", *(jsrec(study, SMALL, "ttac", q, t)
+                                        for q, t in ((10, "58.00"), (20, "63.00"), (50, "68.00")))]),
+        ("", [r"resnext101\_32x8d", *(jsrec(study, SMALL, f"transfer-{BIG}", q, t)
+                                      for q, t in ((10, "50.00"), (20, "60.00"), (50, "67.50")))]),
+    ]
+    assert all("/top5}" in c for _, cells in body_lines(tables.transfer_table(study["all"], "top5"))
+               for c in cells[1:])
+    with pytest.raises(ValueError, match="no transfer-\\* rows"):
+        tables.transfer_table([study["files"][(SMALL, "none")], study["files"][(SMALL, "ttac")]])
+
+
 def test_audit_traces_every_number_of_every_table(study, tmp_path, capsys):
     ac = [study["files"][(SMALL, m)] for m in TOP1[SMALL] if m not in ("finetune", f"transfer-{BIG}")]
     tables.write_table("classification", study["all"], tmp_path / "cls.tex")
     tables.write_table("classification", study["all"], tmp_path / "cls5.tex", field="top5")
     tables.write_table("ac-comparison", ac, tmp_path / "ac.tex", qualities=[10, 20])
+    tables.write_table("transfer", study["all"], tmp_path / "transfer.tex")
     n = 5 * 4 + 5 * 4 + 4 * 3  # resnext: 5 mitigations x 4 columns; mobilenet: the same + 4 baselines x 3
-    for name, count in (("cls.tex", n), ("cls5.tex", n), ("ac.tex", 7 * 2)):
+    for name, count in (("cls.tex", n), ("cls5.tex", n), ("ac.tex", 7 * 2), ("transfer.tex", 2 * 3 * 3)):
         assert audit.audit(str(tmp_path / name), str(study["root"]))
         assert f"{count}/{count} numbers traced to metric rows (0 problems)" in capsys.readouterr().out
     # a hand-typed number in the AC table is caught
@@ -192,6 +216,8 @@ def test_cli_writes_the_tables(study, tmp_path):
     assert (tmp_path / "a.tex").read_text() == tables.classification_table(study["all"])
     assert (tmp_path / "b.tex").read_text() == tables.classification_table(study["all"], "top5")
     assert "Corrector & Training & Q=10\\\\" in (tmp_path / "c.tex").read_text()
+    cli.main(["table", "--kind", "transfer", *files, "--field", "top5", "--out", str(tmp_path / "d.tex")])
+    assert (tmp_path / "d.tex").read_text() == tables.transfer_table(study["all"], "top5")
 
 
 def test_templates_are_found_for_the_rules():
@@ -221,9 +247,10 @@ def test_tables_fit_the_page(tmp_path):
     few = [metric_file(tmp_path / "few", m, x, (100.0, 100.0, 100.0), (None, 10, 90))
            for m in names[:2] for x in ("none", "ttac", "transfer-mobilenet_v2")]
     tables.write_table("classification", few, tmp_path / "few.tex")
-    log = compile_tables(tmp_path, "cls.tex", "cls5.tex", "ac.tex", "few.tex")
+    tables.write_table("transfer", files, tmp_path / "transfer.tex")
+    log = compile_tables(tmp_path, "cls.tex", "cls5.tex", "ac.tex", "few.tex", "transfer.tex")
     pages = int(re.search(r"Output written on doc.pdf \((\d+) pages?", log).group(1))
-    assert pages >= 6  # two long tables of several pages each, Table 1, the short table
+    assert pages >= 7  # two long tables of several pages each, Table 1, the short table, Table 5
 
 
 def test_figures_carry_the_refs_they_plot(study, tmp_path, capsys):

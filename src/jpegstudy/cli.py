@@ -225,7 +225,8 @@ def cmd_table(a) -> None:
 
     p = _json(a.params)
     options = {"classification": {"field": a.field, "intervals": p.get("intervals", True)},
-               "ac-comparison": {"field": a.field, "qualities": p.get("qualities")}}.get(a.kind, {})
+               "ac-comparison": {"field": a.field, "qualities": p.get("qualities")},
+               "transfer": {"field": a.field}}.get(a.kind, {})
     tables.write_table(a.kind, a.metrics, a.out, **options)
 
 
@@ -403,9 +404,10 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("table", help="a results table (LaTeX) from metric files")
     s.add_argument("metrics", nargs="+")
     s.add_argument("--kind", default="classification",
-                   choices=["classification", "ac-comparison", "reference", "throughput"],
+                   choices=["classification", "ac-comparison", "transfer", "reference", "throughput"],
                    help="classification: every model and mitigation (appendix D.2); ac-comparison: Table 1; "
-                        "reference: clean results beside torchvision's (D.3); throughput: images/s (E)")
+                        "transfer: own against transferred TTAC correctors (Table 5); reference: clean results "
+                        "beside torchvision's (D.3); throughput: images/s (E)")
     s.add_argument("--field", default="top1", choices=["top1", "top5"])
     s.add_argument("--params", default="", help="JSON; classification: intervals (bool); ac-comparison: qualities")
     s.add_argument("--out", required=True)

@@ -135,6 +135,32 @@ def ac_comparison_table(metric_files, qualities=None, field: str = "top1") -> st
         networks=networks, unmitigated=none, field_label=FIELD_LABELS[field])
 
 
+def transfer_table(metric_files, field: str = "top1") -> str:
+    """The classification part of the paper's Table 5: for every model with a transferred TTAC corrector, its
+    accuracy at each quality without correction, with its own TTAC corrector, and with each corrector trained on
+    another model (transfer-{source}). Clean is left out: correctors never touch clean images."""
+    if field not in FIELD_LABELS:
+        raise ValueError(f"field {field!r}: tables print one of {', '.join(FIELD_LABELS)}")
+    df = classification_frame(metric_files)
+    df = df[df["mitigation"].isin(["none", "ttac"]) | df["mitigation"].str.startswith("transfer-")]
+    with_transfer = set(df[df["mitigation"].str.startswith("transfer-")]["model"])
+    targets = [model for model in dict.fromkeys(df["model"]) if model in with_transfer]  # as they come
+    if not targets:
+        raise ValueError(f"{', '.join(map(str, metric_files))}: no transfer-* rows (the transfer table compares "
+                         "a model's own TTAC corrector with those of other models)")
+    qualities = qualities_of(df)
+    models = []
+    for name in targets:
+        blocks = sorted(df[df["model"] == name].groupby("mitigation", sort=False),
+                        key=lambda item: mitigation_key(item[0]))
+        models.append({"name": name, "rows": [
+            {"corrector": {"none": "None (JPEG)", "ttac": f"{name} (own)"}.get(m, m.removeprefix("transfer-")),
+             "cells": _cells(by_quality(rows), qualities, field)} for m, rows in blocks]})
+    return environment().get_template("transfer_table.tex.j2").render(
+        sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], qualities=qualities, models=models,
+        field_label=FIELD_LABELS[field])
+
+
 def documented_accuracy(model_config: dict, model: str) -> dict | None:
     """torchvision's documented ImageNet-1K accuracies of the weights a model was loaded with, as
     {"ref": "torchvision:<Enum>.<NAME>", "acc@1": ..., "acc@5": ...}; None for weights trained here or a checkpoint."""
@@ -196,5 +222,5 @@ def throughput_table(throughput_files) -> str:
 def write_table(kind: str, files, out, **options) -> None:
     """One of the report's tables to `out` (atomically)."""
     render = {"classification": classification_table, "ac-comparison": ac_comparison_table,
-              "reference": reference_table, "throughput": throughput_table}[kind]
+              "reference": reference_table, "throughput": throughput_table, "transfer": transfer_table}[kind]
     atomic.write_text(out, render(files, **options))
