@@ -87,6 +87,7 @@ rule table_classification:
         template=template("classification_table.tex.j2"),
     output:
         table=paths.table("classification"),
+        html=dag.table_page("classification", "classification_table"),
     params:
         table=as_json({"intervals": config["report"]["intervals"]}),
     conda:
@@ -96,7 +97,7 @@ rule table_classification:
     message:
         "Writing the classification table (top-1, every model and mitigation)"
     shell:
-        "jpegstudy table {input.metrics} --field top1 --params {params.table:q} --out {output.table} > {log} 2>&1"
+        "jpegstudy table {input.metrics} --field top1 --params {params.table:q} --out {output.table} --html {output.html} > {log} 2>&1"
 
 
 rule table_classification_top5:
@@ -105,6 +106,7 @@ rule table_classification_top5:
         template=template("classification_table.tex.j2"),
     output:
         table=paths.table("classification_top5"),
+        html=dag.table_page("classification_top5", "classification_table"),
     params:
         table=as_json({"intervals": config["report"]["intervals"]}),
     conda:
@@ -114,7 +116,7 @@ rule table_classification_top5:
     message:
         "Writing the classification table (top-5, every model and mitigation)"
     shell:
-        "jpegstudy table {input.metrics} --field top5 --params {params.table:q} --out {output.table} > {log} 2>&1"
+        "jpegstudy table {input.metrics} --field top5 --params {params.table:q} --out {output.table} --html {output.html} > {log} 2>&1"
 
 
 rule table_ac_comparison:
@@ -123,6 +125,7 @@ rule table_ac_comparison:
         template=template("ac_comparison_table.tex.j2"),
     output:
         table=paths.table("ac_comparison"),
+        html=dag.table_page("ac_comparison", "ac_comparison"),
     params:
         table=as_json({"qualities": AC["qualities"]}),
     conda:
@@ -132,7 +135,7 @@ rule table_ac_comparison:
     message:
         "Writing the artifact-correction comparison (Table 1) on {AC[model]}"
     shell:
-        "jpegstudy table --kind ac-comparison {input.metrics} --params {params.table:q} --out {output.table}"
+        "jpegstudy table --kind ac-comparison {input.metrics} --params {params.table:q} --out {output.table} --html {output.html}"
         " > {log} 2>&1"
 
 
@@ -142,6 +145,7 @@ rule table_transfer:
         template=template("transfer_table.tex.j2"),
     output:
         table=paths.table("transfer"),
+        html=dag.table_page("transfer", "transfer_table"),
     conda:
         ENV
     log:
@@ -149,7 +153,7 @@ rule table_transfer:
     message:
         "Writing the transfer table (own against transferred TTAC correctors, Table 5)"
     shell:
-        "jpegstudy table --kind transfer {input.metrics} --out {output.table} > {log} 2>&1"
+        "jpegstudy table --kind transfer {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
 
 
 rule table_reference:
@@ -158,6 +162,7 @@ rule table_reference:
         template=template("reference_table.tex.j2"),
     output:
         table=paths.table("reference"),
+        html=dag.table_page("reference", "reference_classification"),
     conda:
         ENV
     log:
@@ -165,7 +170,7 @@ rule table_reference:
     message:
         "Writing the reference table (clean results beside torchvision's documented ones, appendix D.3)"
     shell:
-        "jpegstudy table --kind reference {input.metrics} --out {output.table} > {log} 2>&1"
+        "jpegstudy table --kind reference {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
 
 
 rule table_throughput:
@@ -174,6 +179,7 @@ rule table_throughput:
         template=template("throughput_table.tex.j2"),
     output:
         table=paths.table("throughput"),
+        html=dag.table_page("throughput", "throughput_table"),
     conda:
         ENV
     log:
@@ -181,7 +187,7 @@ rule table_throughput:
     message:
         "Writing the throughput table (appendix E)"
     shell:
-        "jpegstudy table --kind throughput {input.throughput} --out {output.table} > {log} 2>&1"
+        "jpegstudy table --kind throughput {input.throughput} --out {output.table} --html {output.html} > {log} 2>&1"
 
 
 rule figure_drop_classification:

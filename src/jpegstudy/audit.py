@@ -1,4 +1,5 @@
-"""`jpegstudy audit FILE`: for every number in a generated table, figure or the study PDF, where it came from.
+"""`jpegstudy audit FILE`: for every number in a generated table (LaTeX or its HTML page), figure or the study PDF,
+where it came from.
 
 Tables print numbers as \\jsrec{<row id>/<field>}{<text>} (a metric row) or \\jsdoc{torchvision:<weights>:<metric>}{<text>}
 (torchvision's documented accuracy of those weights); figures and the PDF list the refs they show in their
@@ -9,6 +10,7 @@ one row with its whole provenance record (the ids the study PDF's provenance app
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -34,6 +36,16 @@ def table_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
         line = JSDOC.sub("", JSREC.sub("", COMMENT.split(line)[0]))
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]
     return refs, untraced
+
+
+HTML_REF = re.compile(r'<span data-ref="([^"]+)"[^>]*>([^<]*)</span>')
+
+
+def html_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Like table_refs, for the HTML page of a table (report/table_html.py): refs are data-ref attributes."""
+    refs = [(*_split_ref(html.unescape(ref)), html.unescape(printed)) for ref, printed in HTML_REF.findall(text)]
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", HTML_REF.sub("", text), re.DOTALL)
+    return refs, [c.strip() for c in cells if NUMBER_CELL.match(c)]
 
 
 def figure_refs(path: Path) -> list[tuple[str, str, None]]:
@@ -103,10 +115,12 @@ def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True)
         raise FileNotFoundError(f"{file}: no such file (nor a metric row id)")
     if path.suffix == ".tex":
         refs, untraced = table_refs(path.read_text())
+    elif path.suffix == ".html":
+        refs, untraced = html_refs(path.read_text())
     elif path.suffix in (".pdf", ".png"):
         refs, untraced = figure_refs(path), []
     else:
-        raise ValueError(f"{file}: can audit .tex tables and .pdf/.png figures")
+        raise ValueError(f"{file}: can audit .tex/.html tables and .pdf/.png figures")
     rows = index(metrics_dir)
     problems = 0
     for row_id, field, printed in refs:

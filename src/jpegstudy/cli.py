@@ -227,7 +227,7 @@ def cmd_table(a) -> None:
     options = {"classification": {"field": a.field, "intervals": p.get("intervals", True)},
                "ac-comparison": {"field": a.field, "qualities": p.get("qualities")},
                "transfer": {"field": a.field}}.get(a.kind, {})
-    tables.write_table(a.kind, a.metrics, a.out, **options)
+    tables.write_table(a.kind, a.metrics, a.out, html=a.html, **options)
 
 
 def cmd_figure(a) -> None:
@@ -410,7 +410,8 @@ def parser() -> argparse.ArgumentParser:
                         "beside torchvision's (D.3); throughput: images/s (E)")
     s.add_argument("--field", default="top1", choices=["top1", "top5"])
     s.add_argument("--params", default="", help="JSON; classification: intervals (bool); ac-comparison: qualities")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="the LaTeX table (.tex)")
+    s.add_argument("--html", help="also its HTML page (for snakemake's report), each number's ref kept")
     s.set_defaults(func=cmd_table)
 
     s = sub.add_parser("figure", help="a figure (PDF and PNG) from metric files")

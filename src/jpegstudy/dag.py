@@ -99,3 +99,10 @@ def figure_png(name: str, caption: str, category: str, subcategory: str | None =
 
     return report(paths.figure(name, "png"), caption=f"captions/{caption}.rst", category=category,
                   subcategory=subcategory)
+
+
+def table_page(name: str, caption: str):
+    """A table's HTML page, flagged for snakemake's own report (which shows HTML, not LaTeX) under "Tables"."""
+    from snakemake.io import report
+
+    return report(paths.table_html(name), caption=f"captions/{caption}.rst", category="Tables")

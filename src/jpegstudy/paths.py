@@ -30,6 +30,10 @@ def table(name: str) -> str:
     return f"{REPORTS}/tables/{name}.tex"
 
 
+def table_html(name: str) -> str:
+    return f"{REPORTS}/tables/{name}.html"
+
+
 def figure(name: str, ext: str) -> str:
     return f"{REPORTS}/figures/{name}.{ext}"
 

@@ -5,10 +5,13 @@ Every number is printed as \\jsrec{<row id>/<field>}{<value>} with metrics.fmt, 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jinja2
 import pandas as pd
 
 from jpegstudy import atomic
+from jpegstudy.report.table_html import table_html
 from jpegstudy.report.metrics import (
     AC_NETWORKS,
     AC_TRAINING,
@@ -219,8 +222,12 @@ def throughput_table(throughput_files) -> str:
         devices=sorted({row["device"] for row in df["provenance"]}))
 
 
-def write_table(kind: str, files, out, **options) -> None:
-    """One of the report's tables to `out` (atomically)."""
+def write_table(kind: str, files, out, html=None, **options) -> None:
+    """One of the report's tables to `out` (atomically), and its HTML page to `html` if given."""
     render = {"classification": classification_table, "ac-comparison": ac_comparison_table,
               "reference": reference_table, "throughput": throughput_table, "transfer": transfer_table}[kind]
-    atomic.write_text(out, render(files, **options))
+    tex = render(files, **options)
+    page = table_html(tex, Path(out).stem) if html else None
+    atomic.write_text(out, tex)
+    if html:
+        atomic.write_text(html, page)
