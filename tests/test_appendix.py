@@ -3,13 +3,14 @@ decision comes from, panel titles that are the model's own predictions, valid an
 errors on bad inputs."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from jpegstudy import cli, compress
+from jpegstudy import audit, cli, compress, provenance
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
 from jpegstudy.data import embedded
@@ -193,6 +194,24 @@ def test_files_are_valid_pdf_and_png_and_identical_when_made_again(data, tmp_pat
         rows = 2 if command == "gradcam" else 1
         assert im.size[0] > 5 * 60 and im.size[1] > rows * 60  # five columns of panels over an inch wide at 60 dpi
     assert [pdf, png] == again
+
+
+def test_audit_checks_the_files_an_appendix_figure_was_drawn_from(data, tmp_path, capsys):
+    ttac = tmp_path / "ttac (copy).pt"  # parentheses: escaped in the PDF's info string
+    shutil.copy(data["mitigations"]["ttac"], ttac)
+    outs = [tmp_path / "q.pdf", tmp_path / "q.png"]
+    run_cli(data, "qualitative", outs, {**data["mitigations"], "ttac": str(ttac)})
+    for out in outs:
+        assert audit.figure_inputs(out) == provenance.file_inputs({
+            "model": data["reference"], "clean images": data["clean"], "JPEG images": data["compressed"],
+            **data["mitigations"], "ttac": str(ttac)})
+        assert audit.audit(str(out))
+        assert f"{out}: shows no metric numbers; 6/6 of the files it was drawn from unchanged (0 problems)" in \
+            capsys.readouterr().out
+    ttac.write_bytes(ttac.read_bytes() + b"x")
+    for out in outs:
+        assert not audit.audit(str(out))
+        assert f"CHANGED  ttac: {ttac} is no longer the file drawn from" in capsys.readouterr().out
 
 
 def test_bad_files_end_in_one_line_naming_the_file(data, tmp_path, capsys):

@@ -11,11 +11,12 @@ one row with its whole provenance record (the ids the study PDF's provenance app
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
-from jpegstudy import provenance
-from jpegstudy.report.figures import RECORDS_KEY
+from jpegstudy import atomic, provenance
+from jpegstudy.report.figures import INPUTS_KEY, RECORDS_KEY
 
 PDF_RECORDS_KEY = "JpegstudyRecords"  # the study PDF's info key listing every ref it shows
 from jpegstudy.report.metrics import fmt, index
@@ -58,8 +59,39 @@ def figure_refs(path: Path) -> list[tuple[str, str, None]]:
         # a figure's refs are in its Keywords, the study PDF's in an info key of its own (hyperref owns Keywords)
         m = re.search(rb"/Keywords \(" + RECORDS_KEY.encode() + rb": ([^)]*)\)|/" + PDF_RECORDS_KEY.encode()
                       + rb" \(([^)]*)\)", path.read_bytes())
-        text = (m.group(1) or m.group(2)).decode() if m else ""
+        text = next(g for g in m.groups() if g is not None).decode() if m else ""  # "" when it shows none
     return [(*_split_ref(ref), None) for ref in text.split()]
+
+
+def figure_inputs(path: Path) -> dict:
+    """The files an appendix figure (no metric row) was drawn from: {name: {path, sha256}}; {} for other files."""
+    if path.suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            text = im.info.get(INPUTS_KEY, "")
+    else:  # the PDF's Subject; a PDF string escapes \, ( and )
+        m = re.search(rb"/Subject \(" + INPUTS_KEY.encode() + rb": ((?:[^)\\]|\\.)*)\)", path.read_bytes())
+        text = re.sub(r"\\(.)", r"\1", m.group(1).decode()) if m else ""
+    return json.loads(text) if text else {}
+
+
+def check_inputs(file: str, inputs: dict, verbose: bool) -> bool:
+    """An appendix figure's audit: each file it was drawn from still has the sha256 it had then."""
+    problems = 0
+    for name, what in sorted(inputs.items()):
+        if not Path(what["path"]).is_file():
+            problems += 1
+            print(f"MISSING  {name}: {what['path']} (drawn from sha256:{what['sha256'][:12]})")
+        elif atomic.sha256_file(what["path"]) != what["sha256"]:
+            problems += 1
+            print(f"CHANGED  {name}: {what['path']} is no longer the file drawn from (sha256:{what['sha256'][:12]})")
+        elif verbose:
+            print(f"{'same':>8} {name}: {what['path']} sha256:{what['sha256'][:12]}")
+    n = len(inputs)
+    print(f"{file}: shows no metric numbers; {n - problems}/{n} of the files it was drawn from unchanged "
+          f"({problems} problems)")
+    return problems == 0
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
@@ -119,6 +151,9 @@ def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True)
         refs, untraced = html_refs(path.read_text())
     elif path.suffix in (".pdf", ".png"):
         refs, untraced = figure_refs(path), []
+        inputs = figure_inputs(path)
+        if not refs and inputs:
+            return check_inputs(file, inputs, verbose)
     else:
         raise ValueError(f"{file}: can audit .tex/.html tables and .pdf/.png figures")
     rows = index(metrics_dir)

@@ -10,6 +10,7 @@ that a mitigation that costs clean accuracy (fine-tuning) is charged for it.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from jpegstudy.report.metrics import (
 )
 
 RECORDS_KEY = "jpegstudy-records"
+INPUTS_KEY = "jpegstudy-inputs"  # appendix figures (images, predictions): the files they were drawn from
 DEFAULTS = {"field": "top1", "width": 4.5, "height": 3.2, "dpi": 150}
 # One colour and marker per mitigation, the same in every figure; transferred correctors get the rest in turn.
 STYLE = {"none": ("0.45", "o"), "finetune": ("C0", "s"), "offtheshelf": ("C2", "^"), "ttac": ("C3", "D")}
@@ -100,16 +102,22 @@ def _refs(d: pd.DataFrame) -> list[str]:
     return [ref for refs in d["refs"] for ref in refs]
 
 
-def _save(fig, outputs, refs, dpi: int) -> None:
-    """Write `fig` to each output (.pdf/.png) with the row refs it plots in its metadata, then close it."""
+def _save(fig, outputs, refs, dpi: int, inputs: dict | None = None) -> None:
+    """Write `fig` to each output (.pdf/.png) with the row refs it plots in its metadata, then close it.
+    `inputs` ({name: {path, sha256}}): the files a figure of no metric row was drawn from, in its metadata too."""
     refs = " ".join(sorted(set(refs)))
+    shown = json.dumps(inputs, sort_keys=True) if inputs else None
     try:
         for out in outputs:
             out = Path(out)
             if out.suffix == ".pdf":
                 metadata = {"Keywords": f"{RECORDS_KEY}: {refs}", "CreationDate": None, "Creator": "jpegstudy"}
+                if shown:
+                    metadata["Subject"] = f"{INPUTS_KEY}: {shown}"
             elif out.suffix == ".png":
                 metadata = {RECORDS_KEY: refs, "Software": "jpegstudy"}
+                if shown:
+                    metadata[INPUTS_KEY] = shown
             else:
                 raise ValueError(f"{out}: figures are written as .pdf or .png")
             with atomic.output_path(out) as tmp:

@@ -32,6 +32,7 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
+from jpegstudy import provenance
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.data import manifest as manifests
 from jpegstudy.data.images import decode_rgb, verified_bytes
@@ -276,5 +277,7 @@ def write_figure(draw, *, model_name: str, reference: str, clean: str, compresse
     params = {"samples": 4, "dpi": 150, **(params or {})}
     material = collect(reference=reference, clean=clean, compressed=compressed, mitigation_files=mitigation_files,
                        samples=params["samples"], quality=params.get("quality"), device=device)
-    # the figure holds no metric row (nothing for `jpegstudy audit` to trace): no records in its metadata
-    _save(draw(material, model_name).fig, outputs, [], params["dpi"])
+    # the figure holds no metric row; its metadata names the files it was drawn from, for `jpegstudy audit`
+    inputs = provenance.file_inputs({"model": reference, "clean images": clean, "JPEG images": compressed,
+                                     **mitigation_files})
+    _save(draw(material, model_name).fig, outputs, [], params["dpi"], inputs)
