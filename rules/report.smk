@@ -97,7 +97,8 @@ rule table_classification:
     message:
         "Writing the classification table (top-1, every model and mitigation)"
     shell:
-        "jpegstudy table {input.metrics} --field top1 --params {params.table:q} --out {output.table} --html {output.html} > {log} 2>&1"
+        "jpegstudy table {input.metrics} --field top1 --params {params.table:q} --out {output.table}"
+        " --html {output.html} > {log} 2>&1"
 
 
 rule table_classification_top5:
@@ -116,7 +117,8 @@ rule table_classification_top5:
     message:
         "Writing the classification table (top-5, every model and mitigation)"
     shell:
-        "jpegstudy table {input.metrics} --field top5 --params {params.table:q} --out {output.table} --html {output.html} > {log} 2>&1"
+        "jpegstudy table {input.metrics} --field top5 --params {params.table:q} --out {output.table}"
+        " --html {output.html} > {log} 2>&1"
 
 
 rule table_ac_comparison:
@@ -135,8 +137,8 @@ rule table_ac_comparison:
     message:
         "Writing the artifact-correction comparison (Table 1) on {AC[model]}"
     shell:
-        "jpegstudy table --kind ac-comparison {input.metrics} --params {params.table:q} --out {output.table} --html {output.html}"
-        " > {log} 2>&1"
+        "jpegstudy table --kind ac-comparison {input.metrics} --params {params.table:q} --out {output.table}"
+        " --html {output.html} > {log} 2>&1"
 
 
 rule table_transfer:
@@ -153,7 +155,8 @@ rule table_transfer:
     message:
         "Writing the transfer table (own against transferred TTAC correctors, Table 5)"
     shell:
-        "jpegstudy table --kind transfer {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
+        "jpegstudy table --kind transfer {input.metrics} --out {output.table}"
+        " --html {output.html} > {log} 2>&1"
 
 
 rule table_reference:
@@ -170,7 +173,8 @@ rule table_reference:
     message:
         "Writing the reference table (clean results beside torchvision's documented ones, appendix D.3)"
     shell:
-        "jpegstudy table --kind reference {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
+        "jpegstudy table --kind reference {input.metrics} --out {output.table}"
+        " --html {output.html} > {log} 2>&1"
 
 
 rule table_throughput:
@@ -187,7 +191,8 @@ rule table_throughput:
     message:
         "Writing the throughput table (appendix E)"
     shell:
-        "jpegstudy table --kind throughput {input.throughput} --out {output.table} --html {output.html} > {log} 2>&1"
+        "jpegstudy table --kind throughput {input.throughput} --out {output.table}"
+        " --html {output.html} > {log} 2>&1"
 
 
 rule figure_drop_classification:
