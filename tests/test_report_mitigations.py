@@ -169,20 +169,24 @@ def test_ac_comparison_table(study):
 def test_transfer_table(study):
     tex = tables.transfer_table(study["all"])  # the other mitigations' files are passed and left out
     assert "Model & Corrector & Q=10 & Q=20 & Q=50\\\\" in tex and r"\label{tab:transfer}" in tex
+
+    def row(model, mitigation, corrector, first=False):  # the model's name on its first row only; Q=10, 20, 50
+        return (r"\_".join(model.split("_")) if first else "",
+                [corrector, *(jsrec(study, model, mitigation, q, fmt(v))
+                              for q, v in zip(QUALITIES[1:], TOP1[model][mitigation][1:]))])
+
     assert body_lines(tex) == [
-        (r"resnext101\_32x8d", ["None (JPEG)", *(jsrec(study, BIG, "none", q, t)
-                                                 for q, t in ((10, "40.00"), (20, "60.00"), (50, "75.00")))]),
-        ("", [r"resnext101\_32x8d (own)", *(jsrec(study, BIG, "ttac", q, t)
-                                            for q, t in ((10, "66.00"), (20, "72.00"), (50, "78.00")))]),
-        ("", [r"mobilenet\_v2", *(jsrec(study, BIG, f"transfer-{SMALL}", q, t)
-                                  for q, t in ((10, "55.00"), (20, "68.00"), (50, "76.00")))]),
-        (r"mobilenet\_v2", ["None (JPEG)", *(jsrec(study, SMALL, "none", q, t)
-                                             for q, t in ((10, "30.00"), (20, "50.00"), (50, "65.00")))]),
-        ("", [r"mobilenet\_v2 (own)", *(jsrec(study, SMALL, "ttac", q, t)
-                                        for q, t in ((10, "58.00"), (20, "63.00"), (50, "68.00")))]),
-        ("", [r"resnext101\_32x8d", *(jsrec(study, SMALL, f"transfer-{BIG}", q, t)
-                                      for q, t in ((10, "50.00"), (20, "60.00"), (50, "67.50")))]),
+        row(BIG, "none", "None (JPEG)", first=True), row(BIG, "ttac", r"resnext101\_32x8d (own)"),
+        row(BIG, f"transfer-{SMALL}", r"mobilenet\_v2"),
+        row(SMALL, "none", "None (JPEG)", first=True), row(SMALL, "ttac", r"mobilenet\_v2 (own)"),
+        row(SMALL, f"transfer-{BIG}", r"resnext101\_32x8d"),
     ]
+    assert [cells[1] for _, cells in body_lines(tex)] == [jsrec(study, BIG, "none", 10, "40.00"),
+                                                          jsrec(study, BIG, "ttac", 10, "66.00"),
+                                                          jsrec(study, BIG, f"transfer-{SMALL}", 10, "55.00"),
+                                                          jsrec(study, SMALL, "none", 10, "30.00"),
+                                                          jsrec(study, SMALL, "ttac", 10, "58.00"),
+                                                          jsrec(study, SMALL, f"transfer-{BIG}", 10, "50.00")]
     assert all("/top5}" in c for _, cells in body_lines(tables.transfer_table(study["all"], "top5"))
                for c in cells[1:])
     with pytest.raises(ValueError, match="no transfer-\\* rows"):

@@ -16,7 +16,7 @@ MACRO = re.compile(r"\\([A-Za-z]+|.)")
 RULES = re.compile(r"\\(?:toprule|midrule|bottomrule|cmidrule(?:\([a-z]*\))?\{[^}]*\}|endfirsthead|endhead|endfoot"
                    r"|endlastfoot)")
 SYMBOLS = {"%": "%", "_": "_", "&": "&", "#": "#", "$": "$", "{": "{", "}": "}", ",": "\u2009", " ": " "}
-IGNORED = {"raggedright", "allowbreak", "thetable", "centering", "scriptsize", "footnotesize"}
+IGNORED = {"raggedright", "allowbreak", "thetable"}
 WRAPS = {"textbf": "b", "texttt": "code", "emph": "em"}
 STYLE = """body{font-family:sans-serif;font-size:14px;margin:1em}
 table{border-collapse:collapse}caption{caption-side:top;text-align:left;max-width:60em;margin-bottom:.6em}
