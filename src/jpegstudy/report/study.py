@@ -5,6 +5,10 @@ Tables print numbers as \\jsrec{<row id>/<field>}{<value>}; here \\jsrec becomes
 the provenance appendix (id, input sha256s, commit, rule, config keys), as showyourwork links a paper's numbers to
 what made them. Figures are listed there with the rows they plot. The PDF's info dictionary lists every ref it
 shows (/JpegstudyRecords), so `jpegstudy audit reports/study.pdf` checks them all.
+
+A table wider than the text goes on landscape pages (pdflscape, from Debian's texlive-latex-recommended). The build
+reads LaTeX's log and says, on stderr, how wide each overfull box is and where (the piece and its lines), so a piece
+that runs off the page does not go unnoticed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from jpegstudy import atomic
@@ -31,6 +37,40 @@ FIGURES = {
     "transfer": "Each model's own TTAC corrector against TTAC correctors transferred from other models (Figure 7a)",
     "throughput": "Throughput of each model alone and with each corrector (Figure 19)",
 }
+
+
+PIECE_MARK = re.compile(r"jpegstudy piece: (\S*)$")
+OVERFULL = re.compile(r"^Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\) (.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Overfull:
+    """An overfull \\hbox in the study PDF: how much wider than its line it is, where (LaTeX's "in paragraph at
+    lines 12--14", lines of the piece's file) and the piece it is in (or the skeleton, study.tex)."""
+    width_pt: float
+    where: str
+    piece: str
+
+    def __str__(self) -> str:
+        return f"overfull \\hbox, {self.width_pt:g}pt too wide, {self.where} of {self.piece}"
+
+
+def overfull_boxes(log: str, files: dict[str, str] | None = None, skeleton: str = "study.tex") -> list[Overfull]:
+    """Every overfull \\hbox in a LaTeX log of the study, attributed to the piece it was set in. The skeleton marks
+    where each piece starts and ends (\\jspiece, by its file name in the build folder); `files` maps those names to
+    what to call them (the user's paths)."""
+    files = files or {}
+    boxes, piece = [], None
+    for line in log.splitlines():
+        mark = PIECE_MARK.search(line)
+        if mark:
+            piece = mark.group(1) or None
+            continue
+        found = OVERFULL.match(line)
+        if found:
+            boxes.append(Overfull(float(found.group(1)), found.group(2),
+                                  files.get(piece, piece) if piece else skeleton))
+    return boxes
 
 
 def _breakable(text: str) -> str:
@@ -128,29 +168,38 @@ def render(pieces: dict[str, str], rows: list[dict], title: str) -> str:
 
 
 def build(pieces: dict[str, str], metric_files, out, title: str = "JPEG compression and deep learning: the study",
-          keep_tex: str | None = None) -> None:
+          keep_tex: str | None = None) -> list[Overfull]:
     """Copy the pieces into a scratch folder, render the skeleton beside them, run latexmk there, and move the PDF
-    to `out` (atomically: a failed build leaves no PDF behind)."""
+    to `out` (atomically: a failed build leaves no PDF behind). Every overfull \\hbox of the last LaTeX pass is
+    printed on stderr with its width and place, and returned."""
     if shutil.which("latexmk") is None:
         raise ValueError("latexmk is not installed (Debian: apt-get install latexmk texlive-latex-extra)")
     rows = read_rows(metric_files)
     with tempfile.TemporaryDirectory(prefix="study-") as tmp:
         tmp = Path(tmp)
-        local = {}
+        local, names = {}, {}
         for key, path in pieces.items():  # flat, TeX-safe names: no user path ever reaches TeX
             name = re.sub(r"[^A-Za-z0-9.-]", "-", key.replace(":", "-")) + Path(path).suffix
             shutil.copy(path, tmp / name)
             local[key] = str(tmp / name)
+            names[name] = f"{key} ({path})"
         tex = render(local, rows, title)
         (tmp / "study.tex").write_text(tex)
         if keep_tex:
             atomic.write_text(keep_tex, tex)
         # a fixed date and trailer id: the same pieces give the same PDF, byte for byte
-        env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1"}
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "0", "FORCE_SOURCE_DATE": "1",
+               "max_print_line": "10000"}  # log lines unwrapped, for overfull_boxes
         result = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "study.tex"],
                                 cwd=tmp, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             log = (tmp / "study.log").read_text(errors="replace") if (tmp / "study.log").exists() else result.stdout
             error = next((line for line in log.splitlines() if line.startswith("!")), "see the log")
             raise ValueError(f"{out}: LaTeX failed: {error}")
+        boxes = overfull_boxes((tmp / "study.log").read_text(errors="replace"), names, keep_tex or "study.tex")
         atomic.write_bytes(out, (tmp / "study.pdf").read_bytes())
+    for box in boxes:
+        print(f"{out}: {box}", file=sys.stderr)
+    print(f"{out}: " + (f"{len(boxes)} overfull \\hbox(es), the widest {max(b.width_pt for b in boxes):g}pt"
+                        if boxes else "no overfull \\hbox"), file=sys.stderr)
+    return boxes
