@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Rules call the `jpegstudy` command, so the venv's bin comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study test install clean
+.PHONY: study test install clean packages-study packages-test
 
 install: $(VENV)/.installed
 
@@ -15,10 +15,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-study: install
+# Before anything runs: the system packages (TeX, latexmk, tcmalloc, ...) installed, or one line saying which.
+packages-study:
+	scripts/system-packages study
+packages-test:
+	scripts/system-packages test
+
+study: packages-study install
 	$(BIN)/snakemake --cores $(CORES)
 
-test: install
+test: packages-test install
 	$(BIN)/snakemake --lint
 	$(BIN)/pytest
 
