@@ -6,6 +6,8 @@ import platform
 
 import torch
 
+from jpegstudy import cpu
+
 
 def pick_device(name: str) -> torch.device:
     """`auto` takes the GPU when torch sees one; anything else is a torch device string (cpu, cuda:1)."""
@@ -20,4 +22,4 @@ def pick_device(name: str) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {cpu.allocator()}"

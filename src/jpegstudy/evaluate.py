@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from jpegstudy import confidence as confidence_intervals
-from jpegstudy import provenance
+from jpegstudy import cpu, provenance
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
 from jpegstudy.data import manifest as manifests
@@ -106,7 +106,7 @@ def evaluate_classification(*, model_name: str, reference: str, clean: str, comp
     bootstrap intervals."""
     dev = pick_device(device)
     model, meta = classification.load_reference(reference)
-    model.to(dev)
+    model = cpu.fast_layout(model.to(dev), dev)
     transform = classification.eval_transform(meta["transform"])
     git = provenance.git_state()
     weights = provenance.file_inputs({"weights": reference})

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from jpegstudy import provenance
+from jpegstudy import cpu, provenance
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
 from jpegstudy.devices import device_name, pick_device
@@ -70,7 +70,7 @@ def classification_throughput(*, model_name: str, reference: str, corrector_file
                               device: str = "auto", seed: int = 0) -> dict:
     dev = pick_device(device)
     model, meta = classification.load_reference(reference)
-    model.to(dev)
+    model = cpu.fast_layout(model.to(dev), dev)
     initial = copy.deepcopy(model.state_dict())
     transform = classification.tensor_transform(meta["transform"])
     size = meta["transform"]["crop"]
