@@ -173,7 +173,8 @@ def build(pieces: dict[str, str], metric_files, out, title: str = "JPEG compress
     to `out` (atomically: a failed build leaves no PDF behind). Every overfull \\hbox of the last LaTeX pass is
     printed on stderr with its width and place, and returned."""
     if shutil.which("latexmk") is None:
-        raise ValueError("latexmk is not installed (Debian: apt-get install latexmk texlive-latex-extra)")
+        raise ValueError("latexmk is not installed (Debian: apt-get install latexmk texlive-latex-base "
+                         "texlive-latex-recommended)")
     rows = read_rows(metric_files)
     with tempfile.TemporaryDirectory(prefix="study-") as tmp:
         tmp = Path(tmp)
