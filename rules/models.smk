@@ -1,9 +1,12 @@
-# Task models: trained here (embedded study) or resolved from torchvision weights / a checkpoint.
+# Task models: trained here (embedded study) or resolved from torchvision weights / a checkpoint. A model of the
+# user's own (arch: path/to/file.py:function or package.module:function) has the file defining it as an input.
+from jpegstudy.config import builder_file
 
 
 rule train_reference:
     input:
         train=paths.manifest(CLS_DATASET, "train"),
+        builder=lambda w: builder_file(CLS_MODELS[w.model].get("arch", w.model)),
     output:
         model=paths.reference("classification", "{model}"),
     wildcard_constraints:
@@ -31,7 +34,7 @@ rule train_reference:
     message:
         "Training the reference classifier {wildcards.model} on {input.train}"
     shell:
-        "jpegstudy train-reference --arch {params.arch} --train {input.train} --params {params.train:q}"
+        "jpegstudy train-reference --arch {params.arch:q} --train {input.train} --params {params.train:q}"
         " --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
 
 
@@ -39,6 +42,7 @@ rule resolve_model:
     input:
         classes=paths.manifest(CLS_DATASET, "val"),
         checkpoint=lambda w: checkpoint_file(CLS_MODELS[w.model]["weights"]),
+        builder=lambda w: builder_file(CLS_MODELS[w.model].get("arch", w.model)),
     output:
         model=paths.reference("classification", "{model}"),
     wildcard_constraints:
@@ -56,5 +60,5 @@ rule resolve_model:
     message:
         "Resolving {params.weights} for {wildcards.model}"
     shell:
-        "jpegstudy resolve-model --arch {params.arch} --weights {params.weights:q} --classes-from {input.classes}"
+        "jpegstudy resolve-model --arch {params.arch:q} --weights {params.weights:q} --classes-from {input.classes}"
         " --transform {params.transform:q} --out {output.model} > {log} 2>&1"

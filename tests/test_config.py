@@ -43,6 +43,24 @@ def test_shipped_configs_follow_the_schema(name):
     check_schema(yaml.safe_load((REPO / name).read_text()), SCHEMA)
 
 
+@pytest.mark.parametrize("name", ["config.yaml", "config/smoke.yaml"])
+def test_shipped_configs_pass_the_semantic_checks(name, monkeypatch):
+    monkeypatch.chdir(REPO)
+    config = yaml.safe_load((REPO / name).read_text())
+    validate(config, str(SCHEMA))
+    check_semantics(config)
+
+
+def test_unknown_arch_is_named_with_its_key():
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["classification"]["models"] = {"mine": {"arch": "torchvision:convnext_tinny"}}
+    validate(config, str(SCHEMA))
+    with pytest.raises(ConfigError, match=r"^config classification.models.mine.arch: torchvision:convnext_tinny: "
+                                          r"torchvision has no classification model 'convnext_tinny'; close: "
+                                          r"convnext_tiny"):
+        check_semantics(config)
+
+
 def test_paper_config_names_the_papers_nine_with_torchvision_weights():
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     models = paper["classification"]["models"]

@@ -12,7 +12,8 @@ import yaml
 
 from jpegstudy import paths
 from jpegstudy.data.imagenet import devkit_meta
-from jpegstudy.tasks.classification import ARCHITECTURES, is_torchvision_weights
+from jpegstudy.errors import ModelError
+from jpegstudy.tasks.classification import is_torchvision_weights, parse_arch, torchvision_weights, transform_spec
 
 
 class ConfigError(ValueError):
@@ -20,7 +21,8 @@ class ConfigError(ValueError):
 
 
 # Architectures whose downsampling needs larger inputs than the embedded images may have (torchvision's Inception
-# fails below 75 px); the others run at 16 px and up.
+# fails below 75 px); the paper's other eight run at 16 px and up. Models outside the nine are run once on an image
+# of the training size before training (classification.check_model), which refuses one that cannot take it.
 MIN_TRAIN_SIZE = {"inception_v3": 75}
 
 
@@ -40,6 +42,12 @@ def wildcard_names(mapping: dict, **where) -> str:
 def checkpoint_file(weights: str) -> list[str]:
     """The checkpoint file of a weight source, as a rule input (so replacing it reruns what depends on it)."""
     return [weights] if Path(weights).is_file() else []
+
+
+def builder_file(arch: str) -> list[str]:
+    """The file defining a user's own model function, as a rule input (so editing it rebuilds the model)."""
+    builder = parse_arch(arch)
+    return [builder.file] if builder.kind == "function" and builder.file else []
 
 
 def ground_truth_files(dataset: dict) -> list[str]:
@@ -73,22 +81,47 @@ def check_semantics(config: dict) -> None:
                           f"({', '.join(config['datasets']) or 'none defined'})")
     kind = config["datasets"][cls["dataset"]]["kind"]
     for name, model in cls["models"].items():
-        arch = model.get("arch", name)
-        if arch not in ARCHITECTURES:
-            raise ConfigError(f"config classification.models.{name}: unknown model {arch!r}; known: "
-                              f"{', '.join(sorted(ARCHITECTURES))}")
-        weights = model["weights"]
-        size = config["datasets"][cls["dataset"]].get("image_size", 0)
-        if weights == "train" and size < MIN_TRAIN_SIZE.get(arch, 0):
-            raise ConfigError(f"config classification.models.{name}: {arch} needs images of at least "
-                              f"{MIN_TRAIN_SIZE[arch]} px, datasets.{cls['dataset']}.image_size is {size}")
-        if weights == "train" and kind != "embedded":
-            raise ConfigError(f"config classification.models.{name}.weights: 'train' is for embedded datasets only; "
-                              f"give torchvision weights (e.g. IMAGENET1K_V1) or a checkpoint path")
-        if weights != "train" and not is_torchvision_weights(weights) and not Path(weights).is_file():
-            raise ConfigError(f"config classification.models.{name}.weights: {weights} is neither 'train', a "
-                              f"torchvision weights name nor an existing checkpoint file")
+        check_model(name, model, config["datasets"][cls["dataset"]], cls["dataset"])
     check_mitigations(config)
+
+
+def check_model(name: str, model: dict, dataset: dict, dataset_name: str) -> None:
+    """A classification model's arch, weights and transform (no user code runs: a user's function is found by
+    reading its file)."""
+    key = f"config classification.models.{name}"
+    arch = model.get("arch", name)
+    try:
+        builder = parse_arch(arch)
+    except ModelError as e:
+        raise ConfigError(f"{key}{'.arch' if 'arch' in model else ''}: {e}") from None
+    torchvision_model = builder.kind == "torchvision"
+    weights = model["weights"]
+    size = dataset.get("image_size", 0)
+    min_size = MIN_TRAIN_SIZE.get(builder.name, 0) if torchvision_model else 0
+    if weights == "train" and size < min_size:
+        raise ConfigError(f"{key}: {arch} needs images of at least {min_size} px, datasets.{dataset_name}.image_size "
+                          f"is {size}")
+    if weights == "train" and dataset["kind"] != "embedded":
+        raise ConfigError(f"{key}.weights: 'train' is for embedded datasets only; give "
+                          f"{'torchvision weights (e.g. IMAGENET1K_V1) or ' if torchvision_model else ''}"
+                          f"a checkpoint path")
+    if weights == "train":
+        return
+    if is_torchvision_weights(weights):
+        if not torchvision_model:
+            raise ConfigError(f"{key}.weights: {weights} is a torchvision weights name, and {arch} is not a "
+                              f"torchvision model (nothing downloads its weights): give a checkpoint file")
+        try:
+            torchvision_weights(arch, weights)
+        except ModelError as e:
+            raise ConfigError(f"{key}.weights: {e}") from None
+    elif not Path(weights).is_file():
+        raise ConfigError(f"{key}.weights: {weights} is neither 'train', a torchvision weights name nor an existing "
+                          f"checkpoint file")
+    try:
+        transform_spec(arch, weights, model.get("transform"))
+    except ModelError as e:
+        raise ConfigError(f"{key}.transform: {e}") from None
 
 
 def classification_mitigations(config: dict) -> dict[str, list[str]]:
