@@ -54,6 +54,7 @@ def cmd_train_reference(a) -> None:
     p = _json(a.params)
     train = manifests.read(a.train)
     transform = classification.transform_spec(a.arch, "train", p.get("transform"), p["image_size"])
+    classification.check_model(a.arch, len(train.classes), transform["crop"])  # before minutes of training
     model = reference.train(a.arch, train, transform, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
                             weight_decay=p["weight_decay"], seed=p["seed"], device=a.device)
     classification.save_reference(a.out, arch=a.arch, build_kwargs={}, classes=train.classes, transform=transform,
@@ -65,8 +66,8 @@ def cmd_resolve_model(a) -> None:
     from jpegstudy.tasks import classification
 
     classes = manifests.read(a.classes_from).classes
-    state_dict, kwargs = classification.resolve(a.arch, a.weights, classes)
     transform = classification.transform_spec(a.arch, a.weights, _json(a.transform))
+    state_dict, kwargs = classification.resolve(a.arch, a.weights, classes, crop=transform["crop"])
     classification.save_reference(a.out, arch=a.arch, build_kwargs=kwargs, classes=classes, transform=transform,
                                   source=a.weights, state_dict=state_dict)
 
@@ -291,6 +292,10 @@ def cmd_audit(a) -> None:
         sys.exit(1)
 
 
+ARCH_HELP = ("one of the paper's nine (resnet18), torchvision:NAME, timm:NAME, package.module:function or "
+             "path/to/file.py:function (called with num_classes=N)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jpegstudy", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -322,7 +327,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_compress)
 
     s = sub.add_parser("train-reference", help="train a classifier from scratch on a training split")
-    s.add_argument("--arch", required=True)
+    s.add_argument("--arch", required=True, help=ARCH_HELP)
     s.add_argument("--train", required=True, help="training manifest")
     s.add_argument("--params", required=True, help="JSON: epochs, batch_size, lr, weight_decay, seed, image_size")
     s.add_argument("--threads", type=int, default=1)
@@ -331,7 +336,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train_reference)
 
     s = sub.add_parser("resolve-model", help="resolve torchvision weights or a checkpoint into a reference file")
-    s.add_argument("--arch", required=True)
+    s.add_argument("--arch", required=True, help=ARCH_HELP)
     s.add_argument("--weights", required=True, help="torchvision weights name (IMAGENET1K_V1) or checkpoint path")
     s.add_argument("--classes-from", required=True, help="a manifest of the dataset the model is evaluated on")
     s.add_argument("--transform", default="", help="JSON overrides of resize, crop, interpolation, mean, std")
