@@ -464,7 +464,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# The commands that run a network: they start with the faster allocator (jpegstudy.cpu says why).
+NETWORK_COMMANDS = {"train-reference", "train-corrector", "train-ttac", "finetune", "evaluate", "throughput",
+                    "gradcam", "qualitative"}
+
+
 def main(argv: list[str] | None = None) -> None:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] in NETWORK_COMMANDS:
+        from jpegstudy import cpu
+
+        cpu.preload_allocator()
     args = parser().parse_args(argv)
     from jpegstudy.errors import USER_ERRORS
 
