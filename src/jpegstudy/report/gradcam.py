@@ -23,6 +23,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from jpegstudy.errors import ModelError
 from jpegstudy.report import samples as samples_
+from jpegstudy.tasks import classification
 
 
 # The coarsest GradCAM map worth showing, in cells per side. At ImageNet's 224 px every architecture's last block
@@ -41,7 +42,10 @@ def candidate_layers(arch: str, model: torch.nn.Module) -> list[str]:
         return [f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, torch.nn.MaxPool2d)][::-1]
     if arch in ("mobilenet_v2", "efficientnet_b3"):
         return [f"features.{i}" for i in range(len(model.features))][::-1]
-    raise ModelError(f"{arch}: no GradCAM layer known for this architecture")
+    blocks = classification.feature_blocks(model)  # any other model: timm's feature_info, or its conv blocks
+    if not blocks:
+        raise ModelError(f"{arch}: no GradCAM layer known for this architecture, and it has no convolutional block")
+    return blocks[::-1]
 
 
 def target_layer(arch: str, model: torch.nn.Module, x: torch.Tensor) -> tuple[str, int]:
