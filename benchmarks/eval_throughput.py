@@ -77,7 +77,8 @@ def bare(model, x, batch_size: int, seconds: float) -> float:
 
 def defaults_subprocess(arch: str, images: int, threads: int, seconds: float) -> float:
     """The obvious loop in a fresh process on glibc's defaults (the allocator is fixed when a process starts)."""
-    env = {**os.environ, cpu.ALLOCATOR_ENV: "system"}
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # this process runs on tcmalloc
+    env[cpu.ALLOCATOR_ENV] = "system"
     out = subprocess.run([sys.executable, __file__, "--defaults-only", arch, "--images", str(images),
                           "--threads", str(threads), "--seconds", str(seconds)],
                          capture_output=True, text=True, env=env, check=True)
