@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 
-from jpegstudy import cpu
 from jpegstudy.correction import inputs
 from jpegstudy.data import training
 from jpegstudy.data.manifest import Manifest
@@ -21,7 +20,7 @@ def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, o
           workers: int = 0, device: str = "cpu") -> torch.nn.Module:
     dev = pick_device(device)
     torch.manual_seed(seed)
-    model = cpu.fast_layout(model.to(dev), dev).train()
+    model.to(dev).train()
     transform = classification.tensor_transform(transform_spec)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = loop.cosine(optimizer, epochs * training.steps_per_epoch(manifest, batch_size), lr_min)
@@ -46,4 +45,4 @@ def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, o
                 "images": len(manifest.images), "transform": transform_spec}
     loop.run_epochs(out, epochs=epochs, seed=seed, settings=settings,
                     states={"model": model, "optimizer": optimizer, "schedule": schedule}, epoch_fn=epoch)
-    return cpu.saved_layout(model.cpu().eval())
+    return model.cpu().eval()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from jpegstudy import cpu
 from jpegstudy.correction import inputs
 from jpegstudy.correction.corrector import Corrector
 from jpegstudy.data.manifest import Manifest
@@ -33,8 +32,7 @@ def ttac_loss(task, transform, corrector: Corrector, images: torch.Tensor, batch
 def train(corrector: Corrector, task: torch.nn.Module, transform_spec: dict, manifest: Manifest, *,
           device: str = "cpu", **kwargs) -> Corrector:
     """kwargs: those of restore.fit() (epochs, batch_size, lr, lr_min, seed, out, ...)."""
-    dev = pick_device(device)
-    task = freeze(cpu.fast_layout(task.to(dev), dev))
+    task = freeze(task.to(pick_device(device)))
     transform = classification.tensor_transform(transform_spec)
     return restore.fit(corrector, manifest, lambda images, batch: ttac_loss(task, transform, corrector, images, batch),
                        what="ttac", device=device, **kwargs)
