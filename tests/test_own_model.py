@@ -311,8 +311,7 @@ def test_a_model_of_ones_own_runs_through_the_smoke_study(request):
 
     own = {name: m for name, m in smoke()["classification"]["models"].items()
            if m.get("arch", "").startswith("tests/user_models.py:")}
-    if not own:  # it needs GradCAM to know a network outside the zoo (report/gradcam.py: feature_blocks)
-        pytest.skip("config/smoke.yaml trains no model of one's own")
+    assert own, "config/smoke.yaml must train a model of one's own: this is the only test that runs one end to end"
     first, second = request.getfixturevalue("smoke_runs")
     for name, config in own.items():
         ref = f"results/models/classification/{name}/reference.pt"
