@@ -10,13 +10,15 @@ small CNN trained for a few CPU minutes learns it (weaker grain was not learned)
 
 Scenes keep their objects (category, mask, box), so later stages can write COCO boxes/masks and ADE20K-style
 semantic maps of the very same scenes; classification uses the category of the scene's main object.
-On disk the dataset follows ImageNet's layout: {split}/{class folder}/{name}.png, lossless PNG being the
-uncompressed original.
+On disk the classification dataset follows ImageNet's layout: {split}/{class folder}/{name}.png, lossless PNG being
+the uncompressed original. Detection scenes (make_detection_scene) hold 2-4 objects of random categories, rendered
+the same way, overlapping and cut by the frame; write_coco_split writes them in COCO's layout (data/coco.py).
 """
 
 from __future__ import annotations
 
 import colorsys
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +45,17 @@ def class_folder(category: int) -> str:
 @dataclass
 class SceneObject:
     category: int
-    mask: np.ndarray  # float32 HxW coverage in [0, 1]
+    mask: np.ndarray  # float32 HxW visible coverage in [0, 1]: its weight in the image's pixels
+    covered: np.ndarray | None = None  # bool HxW, the instance's pixels; mask >= 0.5 unless given (ties, below)
+
+    def __post_init__(self):
+        if self.covered is None:
+            self.covered = self.mask >= 0.5
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
-        """(x, y, width, height) of the pixels the object covers at least half, as COCO writes boxes."""
-        ys, xs = np.nonzero(self.mask >= 0.5)
+        """(x, y, width, height) of the instance's pixels (those it covers at least half), as COCO writes boxes."""
+        ys, xs = np.nonzero(self.covered)
         return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
@@ -121,17 +128,28 @@ def _regular_polygon(r: np.ndarray, theta: np.ndarray, sides: int, radius: float
 
 def make_scene(rng: np.random.Generator, category: int, size: int) -> Scene:
     """One scene whose main object has `category`."""
-    shape, texture = CATEGORIES[category].split("-")
-    # Background: a random mean colour plus 1/f noise, and a soft illumination gradient.
+    background = _background(rng, size)
+    radius = rng.uniform(0.24, 0.36) * size
+    margin = radius * 0.8
+    cx, cy = rng.uniform(margin, size - margin, size=2)
+    mask, foreground = _render_object(rng, category, size, cx, cy, radius)
+    return Scene(image=_composite(background, [(mask, foreground)]), objects=[SceneObject(category, mask)])
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A random mean colour plus 1/f noise, and a soft illumination gradient: float 3xHxW."""
     base = rng.uniform(70, 180, size=3)
     background = base[:, None, None] + rng.uniform(12, 25) * pink_noise(rng, size)
     ramp = np.linspace(-1, 1, size)
     gx, gy = rng.uniform(-15, 15, size=2)
     background += gx * ramp[None, None, :] + gy * ramp[None, :, None]
+    return background
 
-    radius = rng.uniform(0.24, 0.36) * size
-    margin = radius * 0.8
-    cx, cy = rng.uniform(margin, size - margin, size=2)
+
+def _render_object(rng: np.random.Generator, category: int, size: int, cx: float, cy: float,
+                   radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """(coverage HxW, textured colour 3xHxW) of one object of `category` at (cx, cy)."""
+    shape, texture = CATEGORIES[category].split("-")
     mask = shape_mask(shape, size, cx, cy, radius, rng.uniform(0, 2 * math.pi))
     # Each shape has a typical hue (as a class of things often has a typical colour), jittered per object.
     color = object_color(rng, SHAPES.index(shape))
@@ -140,10 +158,63 @@ def make_scene(rng: np.random.Generator, category: int, size: int) -> Scene:
     if texture == "grainy":
         surface += rng.uniform(*GRAIN_STD) * band_noise(rng, size, FINE_BAND)
     foreground = color[:, None, None] + surface[None] * rng.uniform(0.8, 1.2, size=3)[:, None, None]
+    return mask, foreground
 
-    image = background * (1 - mask) + foreground * mask
+
+def _composite(background: np.ndarray, layers) -> np.ndarray:
+    """Paint (coverage, colour) layers over the background in order, each over the ones before; uint8 HxWx3."""
+    image = background
+    for mask, foreground in layers:
+        image = image * (1 - mask) + foreground * mask
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    return Scene(image=np.ascontiguousarray(image), objects=[SceneObject(category, mask)])
+    return np.ascontiguousarray(image)
+
+
+def make_detection_scene(rng: np.random.Generator, size: int, objects: tuple[int, int] = (2, 4),
+                         radius: tuple[float, float] = (0.12, 0.3), min_area: int = 30) -> Scene:
+    """A scene of `objects` (min, max) objects of random categories, for detection and instance segmentation.
+
+    Objects are drawn in order, each over the ones before, and may overlap and run out of the frame, so each
+    object's mask is what remains VISIBLE. An object left with fewer than `min_area` pixels is not drawn at all
+    (dropping it only uncovers the others), so every object in the image is annotated. Radii are fractions of size.
+    """
+    if not 1 <= objects[0] <= objects[1]:
+        raise ValueError(f"objects={objects}: expected (min, max) with 1 <= min <= max")
+    for _ in range(100):
+        background = _background(rng, size)
+        placed = []
+        for _ in range(rng.integers(objects[0], objects[1] + 1)):
+            category = int(rng.integers(len(CATEGORIES)))
+            r = rng.uniform(*radius) * size
+            # Centres stay 0.1 of the frame inside it: objects near an edge are cut by it, their middle in view.
+            cx, cy = rng.uniform(0.1 * size, 0.9 * size, size=2)
+            placed.append((category, *_render_object(rng, category, size, cx, cy, r)))
+        visible = _visible([mask for _, mask, _ in placed])
+        placed = [p for p, covered in zip(placed, _claimed(visible)) if covered.sum() >= min_area]
+        if placed:
+            visible = _visible([mask for _, mask, _ in placed])
+            objs = [SceneObject(c, v, covered) for (c, _, _), v, covered in zip(placed, visible, _claimed(visible))]
+            return Scene(image=_composite(background, [(m, f) for _, m, f in placed]), objects=objs)
+    raise ValueError(f"size {size}: 100 scenes in a row had no object of {min_area} visible pixels; use a larger size")
+
+
+def _visible(masks: list[np.ndarray]) -> list[np.ndarray]:
+    """Each object's weight in the composite: its coverage times what the objects drawn after it leave showing."""
+    visible, showing = [], np.ones_like(masks[0])
+    for mask in reversed(masks):
+        visible.append(mask * showing)
+        showing = showing * (1 - mask)
+    return visible[::-1]
+
+
+def _claimed(visible: list[np.ndarray]) -> list[np.ndarray]:
+    """Instance pixels (visible >= 0.5), disjoint: a pixel half-covered by two objects goes to the upper one."""
+    claimed, out = np.zeros(visible[0].shape, bool), []
+    for v in reversed(visible):
+        covered = (v >= 0.5) & ~claimed
+        claimed |= covered
+        out.append(covered)
+    return out[::-1]
 
 
 def object_color(rng: np.random.Generator, shape_index: int) -> np.ndarray:
@@ -181,3 +252,58 @@ def write_split(out_dir: str | Path, split: str, per_class: int, size: int, seed
     classes = [class_folder(c) for c in range(len(CATEGORIES))]
     source = {"generator": "jpegstudy.data.embedded", "seed": seed, "size": size, "per_class": per_class}
     return Manifest(dataset=dataset, split=split, root=".", classes=classes, images=images, source=source)
+
+
+def detection_seed(seed: int, split: str) -> int:
+    # Hashed, not split_seed: its modulus keeps only the first 8 bytes of "{seed}/{split}", which would give
+    # "detection/val" and "detection/train" one stream.
+    return int.from_bytes(hashlib.sha256(f"detection/{seed}/{split}".encode()).digest()[:8], "little")
+
+
+def detection_scenes(seed: int, split: str, n_images: int, size: int):
+    """Yield (image id from 1, Scene) of a detection split; its stream is apart from classification's."""
+    rng = np.random.default_rng(detection_seed(seed, split))
+    for i in range(n_images):
+        yield i + 1, make_detection_scene(rng, size)
+
+
+def write_coco_split(out_dir: str | Path, split: str, n_images: int, size: int, seed: int, dataset: str = "embedded",
+                     manifest_dir: str | Path | None = None) -> Manifest:
+    """Write a detection split in COCO's layout and return coco.manifest() of it.
+
+    out_dir/{split}/{image id:012d}.png (lossless PNG: the uncompressed original) and
+    out_dir/annotations/instances_{split}.json with boxes, areas and RLE masks of the visible instance pixels.
+    Category id = category + 1. The manifest's paths are relative to `manifest_dir` (default `out_dir`), the
+    folder it is to be written in, so the whole folder can be moved.
+    """
+    # pycocotools and coco are imported here: the classification data needs neither.
+    from pycocotools import mask as mask_utils
+
+    from jpegstudy.data import coco
+
+    out_dir = Path(out_dir)
+    images, annotations = [], []
+    for image_id, scene in detection_scenes(seed, split, n_images, size):
+        name = f"{image_id:012d}.png"
+        path = out_dir / split / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.output_path(path) as tmp:
+            Image.fromarray(scene.image).save(tmp, format="PNG")
+        images.append({"id": image_id, "file_name": name, "width": size, "height": size})
+        for obj in scene.objects:
+            rle = mask_utils.encode(np.asfortranarray(obj.covered.astype(np.uint8)))
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": image_id, "category_id": obj.category + 1,
+                "bbox": [float(v) for v in obj.bbox], "area": int(obj.covered.sum()),
+                "segmentation": {"size": [int(n) for n in rle["size"]], "counts": rle["counts"].decode("ascii")},
+                "iscrowd": 0})
+    categories = [{"id": c + 1, "name": name, "supercategory": name.split("-")[0]}
+                  for c, name in enumerate(CATEGORIES)]
+    info = {"description": "jpegstudy embedded detection scenes", "generator": "jpegstudy.data.embedded",
+            "seed": seed, "size": size}
+    json_path = out_dir / "annotations" / f"instances_{split}.json"
+    atomic.write_json(json_path, {"info": info, "images": images, "annotations": annotations,
+                                  "categories": categories})
+    m = coco.manifest(out_dir / split, json_path, split, dataset, relative_to=manifest_dir or out_dir)
+    m.source.update(generator="jpegstudy.data.embedded", seed=seed, size=size, n_images=n_images)
+    return m
