@@ -166,3 +166,35 @@ def test_an_image_changed_after_listing_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match=r"^\S+/q50/a/x.jpg: its sha256 differs from the manifest's; the file changed"):
         ManifestDataset(q, lambda im: im)[0]
+
+
+def seven_images(root):
+    return make_split(root, {f"{'ab'[i % 2]}/{i}.png": (lambda p, i=i: Image.fromarray(noisy(seed=i)).save(p))
+                             for i in range(7)})
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_prefetched_batches_are_dataloaders_tensors(tmp_path, threads):
+    from jpegstudy.data.loader import ManifestDataset, loader
+
+    m = manifests.read(seven_images(tmp_path))
+    transform = classification.eval_transform({"resize": 12, "crop": 12, "interpolation": "bilinear",
+                                               "mean": [0.5] * 3, "std": [0.25] * 3})
+    expected = list(torch.utils.data.DataLoader(ManifestDataset(m, transform), batch_size=3))
+    got = list(loader(m, transform, 3, threads=threads))
+    assert [len(y) for _, y in got] == [3, 3, 1]
+    for (x, y), (x0, y0) in zip(got, expected, strict=True):
+        assert torch.equal(x, x0) and x.dtype == torch.float32
+        assert y.tolist() == y0.tolist()
+
+
+def test_a_bad_file_fails_when_its_batch_is_reached_naming_it(tmp_path):
+    from jpegstudy.data.loader import loader
+
+    m = manifests.read(seven_images(tmp_path))
+    m.path_of(4).write_bytes(b"")
+    batches = loader(m, lambda im: torch.tensor(im.size), 2, threads=2)
+    assert next(batches)[0].tolist() == [[24, 16], [24, 16]]  # images 0-1: the broken one is ahead of them
+    next(batches)
+    with pytest.raises(ValueError, match=r"^\S+/a/4.png: empty file \(0 bytes\)$"):
+        next(batches)
