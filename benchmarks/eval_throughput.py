@@ -5,7 +5,7 @@ folder, so the page cache holds them), for each model at 224 px, one run prints 
   defaults   a bare `model(x)` loop written the obvious way: glibc malloc, NCHW, batch 50 (a subprocess)
   bare       the best bare loop found: tcmalloc, channels_last, the best of several batch sizes, on tensors already
              decoded and transformed
-  pipeline   jpegstudy's evaluation path (evaluate.classification_scores): read + verify the file, decode, the
+  pipeline   jpegstudy's evaluation path (evaluate.task_scores): read + verify the file, decode, the
              model's transform, the model; without and with a corrector (QGAC, embedded widths) in front
 and the ratio pipeline / bare. The bare loop at its best batch size and the pipeline are measured in alternating
 rounds (this machine's speed drifts), and medians are printed, beside the bound the decode's CPU time sets when it
@@ -138,7 +138,7 @@ def main() -> None:
     import torch
 
     from jpegstudy.correction import corrector as correctors
-    from jpegstudy.evaluate import classification_scores
+    from jpegstudy.evaluate import task_scores
     from jpegstudy.tasks import classification
 
     torch.set_num_threads(a.threads)
@@ -174,7 +174,7 @@ def main() -> None:
             rounds = {"bare": [], "pipeline": [], "ratio": []}
 
             def step(corrector=None):
-                classification_scores(model, manifest, transform, dev, batch, a.workers, "", corrector)
+                task_scores(classification, model, manifest, transform, dev, batch, a.workers, "", corrector)
 
             for _ in range(a.rounds):
                 rounds["bare"].append(bare(model, preloaded, best_batch, a.seconds))

@@ -10,11 +10,9 @@ from jpegstudy.config import (
     check_schema,
     check_semantics,
     checkpoint_file,
-    classification_mitigations,
     ground_truth_files,
-    mitigation_config,
-    mitigation_inputs,
-    train_dataset,
+    study_mitigations,
+    study_tasks,
     used_model_config,
     wildcard_names,
 )
@@ -36,4 +34,7 @@ CLS = config["classification"]
 CLS_DATASET = CLS["dataset"]
 CLS_MODELS = CLS["models"]
 QUALITIES = config["qualities"]
-MITIGATIONS = classification_mitigations(config)
+# The {task} and {mitigation} wildcards of the rules every task shares (evaluate, train_ttac, finetune).
+TASK_NAMES = "|".join(study_tasks(config))
+MITIGATION_NAMES = "|".join(sorted({m for t in study_tasks(config) for ms in study_mitigations(config, t).values()
+                                     for m in ms}))

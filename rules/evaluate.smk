@@ -1,30 +1,19 @@
 # Evaluation: one job per (model, mitigation) loads the model once and scores the clean set and every quality.
 
-rule evaluate_classification:
+rule evaluate:
     input:
         unpack(lambda w: dag.evaluation_input(config, w)),
     output:
-        metrics=paths.metrics("classification", "{model}", "{mitigation}"),
+        metrics=paths.metrics("{task}", "{model}", "{mitigation}"),
     wildcard_constraints:
-        mitigation="|".join(sorted({m for ms in MITIGATIONS.values() for m in ms})),
+        task=TASK_NAMES,
+        mitigation=MITIGATION_NAMES,
     params:
         compressed=lambda w, input: " ".join(f"{q}={m}" for q, m in zip(QUALITIES, input.compressed)),
         correctors=lambda w: dag.corrector_args(config, w),
-        used=lambda w: as_json(
-            {
-                "classification.dataset": CLS_DATASET,
-                f"classification.models.{w.model}": used_model_config(CLS_MODELS[w.model]),
-                "classification.eval_batch_size": CLS["eval_batch_size"],
-                f"datasets.{CLS_DATASET}": config["datasets"][CLS_DATASET],
-                "qualities": QUALITIES,
-                "seed": config["seed"],
-                "confidence": config["confidence"],
-                "device": config["device"],
-                **mitigation_config(config, w.mitigation),
-            }
-        ),
-        batch_size=CLS["eval_batch_size"],
-        workers=CLS["eval_workers"],
+        used=lambda w: dag.evaluation_config(config, w),
+        batch_size=lambda w: config[w.task]["eval_batch_size"],
+        workers=lambda w: config[w.task]["eval_workers"],
         device=config["device"],
     threads: config["threads"]
     resources:
@@ -32,15 +21,16 @@ rule evaluate_classification:
     conda:
         ENV
     log:
-        paths.log("evaluate", "classification-{model}-{mitigation}"),
+        paths.log("evaluate", "{task}-{model}-{mitigation}"),
     benchmark:
-        paths.benchmark("evaluate", "classification-{model}-{mitigation}")
+        paths.benchmark("evaluate", "{task}-{model}-{mitigation}")
     message:
-        "Evaluating {wildcards.model} ({wildcards.mitigation}) on clean and JPEG Q={QUALITIES} images"
+        "Evaluating the {wildcards.task} model {wildcards.model} ({wildcards.mitigation}) on clean and JPEG"
+        " Q={QUALITIES} images"
     shell:
-        "jpegstudy evaluate --model {wildcards.model} --mitigation {wildcards.mitigation}"
+        "jpegstudy evaluate --task {wildcards.task} --model {wildcards.model} --mitigation {wildcards.mitigation}"
         " --reference {input.reference} {params.correctors} --clean {input.clean}"
-        " --compressed {params.compressed} --params {params.used:q} --rule evaluate_classification"
+        " --compressed {params.compressed} --params {params.used:q} --rule evaluate"
         " --batch-size {params.batch_size} --workers {params.workers} --threads {threads}"
         " --device {params.device} --out {output.metrics} > {log} 2>&1"
 

@@ -1,14 +1,10 @@
 # Mitigations: fine-tuning, off-the-shelf correctors (QGAC; ARCNN/IDCN per quality) and TTAC.
 # Every training job checkpoints each epoch beside its output and resumes from there when run again.
 
-TRAIN_DATASET = train_dataset(config)
 CORRECTION = config["correction"]
-MITIGATE = CLS["mitigate"]
 AC_NETWORKS = "|".join(CLS["ac_comparison"]["networks"]) or "(?!)"
-
-
-SHARED = {k: MITIGATE[k] for k in ("epochs", "batch_size", "workers", "crop") if k in MITIGATE}
-SHARED_CROP = {k: MITIGATE[k] for k in ("workers", "crop") if k in MITIGATE}  # correctors have their own epochs
+# The correctors' data settings (they have their own epochs); fine-tuning and TTAC read their task's section.
+SHARED_CROP = {k: CLS["mitigate"][k] for k in ("workers", "crop") if k in CLS["mitigate"]}
 
 
 rule frequency_stats:
@@ -106,11 +102,12 @@ rule train_ttac:
     input:
         unpack(lambda w: dag.ttac_input(config, w)),
     output:
-        model=paths.ttac("{network}", "classification", "{model}"),
+        model=paths.ttac("{network}", "{task}", "{model}"),
     wildcard_constraints:
         network="qgac",
+        task=TASK_NAMES,
     params:
-        train=dag.trainer_params(config, SHARED, MITIGATE["ttac"]),
+        train=lambda w: dag.mitigation_params(config, w, "ttac"),
         device=config["device"],
     threads: config["threads"]
     resources:
@@ -118,41 +115,46 @@ rule train_ttac:
     conda:
         ENV
     log:
-        paths.log("mitigate", "{network}-ttac-classification-{model}"),
+        paths.log("mitigate", "{network}-ttac-{task}-{model}"),
     benchmark:
-        paths.benchmark("mitigate", "{network}-ttac-classification-{model}")
+        paths.benchmark("mitigate", "{network}-ttac-{task}-{model}")
     message:
-        "Task-targeted training of {wildcards.network} in front of the frozen {wildcards.model} (no labels)"
+        "Task-targeted training of {wildcards.network} in front of the frozen {wildcards.task} model"
+        " {wildcards.model} (no labels)"
     shell:
-        "jpegstudy train-ttac --corrector {input.corrector} --reference {input.reference} --train {input.train}"
-        " --params {params.train:q} --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
+        "jpegstudy train-ttac --task {wildcards.task} --corrector {input.corrector} --reference {input.reference}"
+        " --train {input.train} --params {params.train:q} --threads {threads} --device {params.device}"
+        " --out {output.model} > {log} 2>&1"
 
 
 use rule train_ttac as train_ttac_quality_aware with:
     params:
-        train=lambda w: dag.trainer_params(config, SHARED, MITIGATE["ttac"], dag.images_cap(CORRECTION[w.network])),
+        train=lambda w: dag.mitigation_params(config, w, "ttac", dag.images_cap(CORRECTION[w.network])),
         device=config["device"],
     output:
-        model=paths.ttac("{network}", "classification", "{model}", "{quality}"),
+        model=paths.ttac("{network}", "{task}", "{model}", "{quality}"),
     wildcard_constraints:
         network=AC_NETWORKS,
+        task=TASK_NAMES,
         quality=r"[1-9][0-9]?|100",
     log:
-        paths.log("mitigate", "{network}-q{quality}-ttac-classification-{model}"),
+        paths.log("mitigate", "{network}-q{quality}-ttac-{task}-{model}"),
     benchmark:
-        paths.benchmark("mitigate", "{network}-q{quality}-ttac-classification-{model}")
+        paths.benchmark("mitigate", "{network}-q{quality}-ttac-{task}-{model}")
     message:
-        "Task-targeted training of {wildcards.network} (Q={wildcards.quality}) in front of {wildcards.model}"
+        "Task-targeted training of {wildcards.network} (Q={wildcards.quality}) in front of the {wildcards.task}"
+        " model {wildcards.model}"
 
 
 rule finetune:
     input:
-        reference=paths.reference("classification", "{model}"),
-        train=paths.manifest(TRAIN_DATASET, "train"),
+        unpack(lambda w: dag.finetune_input(config, w)),
     output:
-        model=paths.finetuned("classification", "{model}"),
+        model=paths.finetuned("{task}", "{model}"),
+    wildcard_constraints:
+        task=TASK_NAMES,
     params:
-        train=dag.trainer_params(config, SHARED, MITIGATE["finetune"]),
+        train=lambda w: dag.mitigation_params(config, w, "finetune"),
         device=config["device"],
     threads: config["threads"]
     resources:
@@ -160,11 +162,12 @@ rule finetune:
     conda:
         ENV
     log:
-        paths.log("mitigate", "finetune-classification-{model}"),
+        paths.log("mitigate", "finetune-{task}-{model}"),
     benchmark:
-        paths.benchmark("mitigate", "finetune-classification-{model}")
+        paths.benchmark("mitigate", "finetune-{task}-{model}")
     message:
-        "Fine-tuning {wildcards.model} on training images JPEG-compressed at quality ~ U[10, 90]"
+        "Fine-tuning the {wildcards.task} model {wildcards.model} on training images JPEG-compressed at quality"
+        " ~ U[10, 90]"
     shell:
-        "jpegstudy finetune --reference {input.reference} --train {input.train} --params {params.train:q}"
-        " --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
+        "jpegstudy finetune --task {wildcards.task} --reference {input.reference} --train {input.train}"
+        " --params {params.train:q} --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"

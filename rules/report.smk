@@ -8,7 +8,7 @@ from jpegstudy.report import template
 report: "captions/workflow.rst"
 
 
-REPORT_MITIGATIONS = classification_mitigations(config)  # {model: [none, finetune, ...]}
+REPORT_MITIGATIONS = study_mitigations(config)  # {model: [none, finetune, ...]}
 REPORT_WANTED = set(CLS["mitigations"])
 AC = CLS["ac_comparison"]
 SUMMARY_QUALITY = min(QUALITIES)  # the paper's Figure 1 is at Q=10, the lowest quality it evaluates

@@ -108,9 +108,9 @@ def test_evaluation_equals_a_hand_loop_over_the_files(tmp_path):
     spec = classification.transform_spec("resnet18", "train", {"resize": 20, "crop": 16}, 16)
     classification.save_reference(tmp_path / "ref.pt", arch="resnet18", build_kwargs={}, classes=["a", "b"],
                                   transform=spec, source="train", state_dict=model.state_dict())
-    result = evaluate.evaluate_classification(model_name="r18", reference=str(tmp_path / "ref.pt"), clean=str(src),
-                                              compressed={10: str(q10)}, params={"seed": 0}, rule="test",
-                                              batch_size=4, workers=0, device="cpu")
+    result = evaluate.evaluate(model_name="r18", reference=str(tmp_path / "ref.pt"), clean=str(src),
+                               compressed={10: str(q10)}, params={"seed": 0}, rule="test", batch_size=4, workers=0,
+                               device="cpu")
     transform = classification.eval_transform(spec)
     for row, path in zip(result["rows"], [src, q10]):
         m = manifests.read(path)
@@ -134,9 +134,8 @@ def test_evaluation_refuses_a_dataset_with_other_classes(tmp_path):
     classification.save_reference(tmp_path / "ref.pt", arch="resnet18", build_kwargs={}, classes=["a", "b", "c"],
                                   transform=spec, source="train", state_dict=model.state_dict())
     with pytest.raises(ValueError, match="its classes differ from those .*ref.pt was trained on"):
-        evaluate.evaluate_classification(model_name="r18", reference=str(tmp_path / "ref.pt"), clean=str(src),
-                                         compressed={}, params={}, rule="test", batch_size=4, workers=0,
-                                         device="cpu")
+        evaluate.evaluate(model_name="r18", reference=str(tmp_path / "ref.pt"), clean=str(src), compressed={},
+                          params={}, rule="test", batch_size=4, workers=0, device="cpu")
 
 
 def test_sixteen_bit_grayscale_keeps_its_levels(tmp_path):

@@ -9,7 +9,7 @@ import torch
 from torchvision.transforms.functional import pil_to_tensor
 
 from jpegstudy import compress, evaluate, jpeg, throughput
-from jpegstudy.config import ConfigError, check_semantics, classification_mitigations, mitigation_inputs
+from jpegstudy.config import ConfigError, check_semantics, study_mitigations, mitigation_inputs
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
 from jpegstudy.data import embedded
@@ -75,7 +75,7 @@ def test_task_network_stays_frozen_during_ttac(data, tmp_path):
 
 
 def evaluate_with(data, corrector_files, mitigation="x"):
-    return evaluate.evaluate_classification(
+    return evaluate.evaluate(
         model_name="resnet18", reference=str(data["reference"]), clean=str(data["root"] / "val" / "manifest.json"),
         compressed={q: str(data["root"] / f"val-q{q}" / "manifest.json") for q in data["compressed"]}, params={},
         rule="test", batch_size=7, workers=0, device="cpu", mitigation=mitigation, corrector_files=corrector_files)
@@ -186,14 +186,14 @@ def config_with(**classification):
 
 def test_each_model_gets_its_mitigations():
     config = config_with()
-    plan = classification_mitigations(config)
+    plan = study_mitigations(config)
     assert plan["resnet18"] == ["none", "finetune", "offtheshelf", "ttac", "transfer-mobilenet_v2"]
     assert plan["mobilenet_v2"][-4:] == ["arcnn-offtheshelf", "arcnn-ttac", "idcn-offtheshelf", "idcn-ttac"]
     needs = mitigation_inputs(config, "mobilenet_v2", "idcn-ttac")
     assert needs["correctors"] == {10: "results/models/correction/idcn/q10/ttac/classification-mobilenet_v2.pt",
                                    20: "results/models/correction/idcn/q20/ttac/classification-mobilenet_v2.pt"}
     assert mitigation_inputs(config, "resnet18", "finetune")["reference"].endswith("resnet18/finetune.pt")
-    assert classification_mitigations(config_with(mitigations=[]))["resnet18"] == ["none"]
+    assert study_mitigations(config_with(mitigations=[]))["resnet18"] == ["none"]
 
 
 @pytest.mark.parametrize("key, value, message", [

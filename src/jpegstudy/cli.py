@@ -93,8 +93,8 @@ def cmd_evaluate(a) -> None:
 
     torch.set_num_threads(a.threads)
     compressed = _by_quality(a.compressed)
-    result = evaluate.evaluate_classification(
-        model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
+    result = evaluate.evaluate(
+        task=a.task, model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
         params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device,
         mitigation=a.mitigation, corrector_files=_by_quality(a.corrector), confidence=_confidence(_json(a.params)))
     atomic.write_json(a.out, result)
@@ -174,35 +174,35 @@ def cmd_resolve_corrector(a) -> None:
 
 
 def cmd_train_ttac(a) -> None:
+    from jpegstudy import tasks
     from jpegstudy.correction import corrector as correctors
     from jpegstudy.data import manifest as manifests
-    from jpegstudy.tasks import classification
     from jpegstudy.train import loop, ttac
 
     p = _json(a.params)
     kwargs = _corrector_training(a, p)
     corrector, _ = correctors.load(a.corrector)
-    task, meta = classification.load_reference(a.reference)
-    corrector = ttac.train(corrector, task, meta["transform"], manifests.read(a.train), lr=p["lr"],
+    model, meta = tasks.get(a.task).load_reference(a.reference)
+    corrector = ttac.train(corrector, model, meta["transform"], manifests.read(a.train), task=a.task, lr=p["lr"],
                            lr_min=p["lr_min"], **kwargs)
     correctors.save(a.out, corrector, source=a.corrector)
     loop.finish(a.out)
 
 
 def cmd_finetune(a) -> None:
+    from jpegstudy import tasks
     from jpegstudy.data import manifest as manifests
-    from jpegstudy.tasks import classification
     from jpegstudy.train import finetune, loop
 
     p = _json(a.params)
     kwargs = _training(a, p)
-    model, meta = classification.load_reference(a.reference)
+    t = tasks.get(a.task)
+    model, meta = t.load_reference(a.reference)
     train = manifests.read(a.train)
-    if train.classes != meta["classes"]:
-        raise ValueError(f"{a.train}: its classes differ from those {a.reference} was trained on")
-    model = finetune.train(model, meta["transform"], train, lr=p["lr"], lr_min=p["lr_min"], momentum=p["momentum"],
-                           weight_decay=p["weight_decay"], **kwargs)
-    classification.save_reference(a.out, arch=meta["arch"], build_kwargs=meta["build_kwargs"], classes=meta["classes"],
+    t.check_eval_set(train, meta, a.train, a.reference)
+    model = finetune.train(model, meta["transform"], train, task=a.task, lr=p["lr"], lr_min=p["lr_min"],
+                           momentum=p["momentum"], weight_decay=p["weight_decay"], **kwargs)
+    t.save_reference(a.out, arch=meta["arch"], build_kwargs=meta["build_kwargs"], classes=meta["classes"],
                                   transform=meta["transform"], source=a.reference, state_dict=model.state_dict())
     loop.finish(a.out)
 
@@ -296,6 +296,12 @@ ARCH_HELP = ("one of the paper's nine (resnet18), torchvision:NAME, timm:NAME, p
              "path/to/file.py:function (called with num_classes=N)")
 
 
+def _task_option(s: argparse.ArgumentParser) -> None:
+    from jpegstudy.tasks import TASKS  # the registry only: no task module (nor torch) is imported
+
+    s.add_argument("--task", default="classification", choices=list(TASKS), help="the task the model is for")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jpegstudy", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -344,6 +350,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_resolve_model)
 
     s = sub.add_parser("evaluate", help="evaluate a model on the clean split and every compressed one")
+    _task_option(s)
     s.add_argument("--model", required=True, help="the model's name in config")
     s.add_argument("--reference", required=True)
     s.add_argument("--clean", required=True, help="manifest of the uncompressed split")
@@ -389,6 +396,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_resolve_corrector)
 
     s = trainer("train-ttac", "task-targeted training of a corrector in front of a frozen model", cmd_train_ttac)
+    _task_option(s)
     s.add_argument("--corrector", required=True, help="the off-the-shelf corrector to start from")
     s.add_argument("--reference", required=True, help="the task model (reference file)")
 
@@ -404,6 +412,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_throughput)
 
     s = trainer("finetune", "fine-tune a model on random-quality JPEGs", cmd_finetune)
+    _task_option(s)
     s.add_argument("--reference", required=True)
 
     s = sub.add_parser("table", help="a results table (LaTeX) from metric files")

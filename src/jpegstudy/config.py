@@ -13,6 +13,7 @@ import yaml
 from jpegstudy import paths
 from jpegstudy.data.imagenet import devkit_meta
 from jpegstudy.errors import ModelError
+from jpegstudy.tasks import TASKS
 from jpegstudy.tasks.classification import is_torchvision_weights, parse_arch, torchvision_weights, transform_spec
 
 
@@ -124,13 +125,18 @@ def check_model(name: str, model: dict, dataset: dict, dataset_name: str) -> Non
         raise ConfigError(f"{key}.transform: {e}") from None
 
 
-def classification_mitigations(config: dict) -> dict[str, list[str]]:
-    """Every (model -> mitigations) the study evaluates, from the config with defaults filled in.
+def study_tasks(config: dict) -> list[str]:
+    """The tasks in the study: those registered (jpegstudy.tasks) whose config section is present."""
+    return [task for task in TASKS if task in config]
+
+
+def study_mitigations(config: dict, task: str = "classification") -> dict[str, list[str]]:
+    """Every (model -> mitigations) the study evaluates for `task`, from the config with defaults filled in.
 
     none, finetune, offtheshelf and ttac for every model; transfer-{source} in front of every model other than the
     source; {arcnn,idcn}-{offtheshelf,ttac} (quality-aware baselines, Table 1) for the AC-comparison model only.
     """
-    cls = config["classification"]
+    cls = config[task]
     wanted = set(cls["mitigations"])
     out = {}
     for model in cls["models"]:
@@ -144,10 +150,9 @@ def classification_mitigations(config: dict) -> dict[str, list[str]]:
     return out
 
 
-def mitigation_inputs(config: dict, model: str, mitigation: str) -> dict:
-    """What evaluating `model` with `mitigation` needs: the task model's file and the correctors, as
+def mitigation_inputs(config: dict, model: str, mitigation: str, task: str = "classification") -> dict:
+    """What evaluating `task`'s `model` with `mitigation` needs: the task model's file and the correctors, as
     {"reference": path, "correctors": {None: path} (one for every quality) or {quality: path}}."""
-    task = "classification"
     reference = paths.finetuned(task, model) if mitigation == "finetune" else paths.reference(task, model)
     correctors: dict = {}
     if mitigation == "offtheshelf":
@@ -158,7 +163,7 @@ def mitigation_inputs(config: dict, model: str, mitigation: str) -> dict:
         correctors = {None: paths.ttac("qgac", task, mitigation.removeprefix("transfer-"))}
     elif mitigation.endswith(("-offtheshelf", "-ttac")):
         network, how = mitigation.rsplit("-", 1)
-        qualities = config["classification"]["ac_comparison"]["qualities"]
+        qualities = config[task]["ac_comparison"]["qualities"]
         correctors = {q: paths.offtheshelf(network, q) if how == "offtheshelf" else paths.ttac(network, task, model, q)
                       for q in qualities}
     elif mitigation not in ("none", "finetune"):
@@ -166,9 +171,9 @@ def mitigation_inputs(config: dict, model: str, mitigation: str) -> dict:
     return {"reference": reference, "correctors": correctors}
 
 
-def train_dataset(config: dict) -> str:
-    """The dataset fine-tuning and TTAC train on."""
-    cls = config["classification"]
+def train_dataset(config: dict, task: str = "classification") -> str:
+    """The dataset `task`'s fine-tuning and TTAC train on."""
+    cls = config[task]
     return cls.get("train_dataset") or cls["dataset"]
 
 
@@ -205,20 +210,20 @@ def check_mitigations(config: dict) -> None:
                 raise ConfigError(f"config correction.qgac.{key}: {qgac[key]} does not exist")
 
 
-def mitigation_config(config: dict, mitigation: str) -> dict:
+def mitigation_config(config: dict, mitigation: str, task: str = "classification") -> dict:
     """The config keys a mitigation's weights depend on, as provenance records them."""
-    cls, correction = config["classification"], config["correction"]
+    cls, correction = config[task], config["correction"]
     shared = {k: v for k, v in cls["mitigate"].items() if not isinstance(v, dict)}
     out: dict = {}
     if mitigation == "finetune":
-        out = {"classification.mitigate": {**shared, "finetune": cls["mitigate"]["finetune"]}}
+        out = {f"{task}.mitigate": {**shared, "finetune": cls["mitigate"]["finetune"]}}
     elif mitigation != "none":
         network = mitigation.split("-")[0] if mitigation.endswith(("-offtheshelf", "-ttac")) else "qgac"
         out = {f"correction.{network}": correction[network], "correction.dataset": correction["dataset"]}
         if mitigation.startswith("transfer-") or mitigation.endswith("ttac"):
-            out["classification.mitigate"] = {**shared, "ttac": cls["mitigate"]["ttac"]}
+            out[f"{task}.mitigate"] = {**shared, "ttac": cls["mitigate"]["ttac"]}
         if network != "qgac":
-            out["classification.ac_comparison"] = cls["ac_comparison"]
+            out[f"{task}.ac_comparison"] = cls["ac_comparison"]
     if mitigation != "none" and not mitigation.endswith("offtheshelf"):  # trained on the task's train split
-        out["classification.train_dataset"] = train_dataset(config)
+        out[f"{task}.train_dataset"] = train_dataset(config, task)
     return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from jpegstudy import paths
-from jpegstudy.config import classification_mitigations, mitigation_inputs, train_dataset
+from jpegstudy.config import mitigation_config, mitigation_inputs, study_mitigations, train_dataset, used_model_config
 
 
 def trainer_params(config: dict, *sections: dict) -> str:
@@ -26,14 +26,28 @@ def images_cap(network_config: dict) -> dict:
 def ttac_input(config: dict, w) -> dict:
     return {
         "corrector": paths.offtheshelf(w.network, getattr(w, "quality", None)),
-        "reference": paths.reference("classification", w.model),
-        "train": paths.manifest(train_dataset(config), "train"),
+        "reference": paths.reference(w.task, w.model),
+        "train": paths.manifest(train_dataset(config, w.task), "train"),
     }
 
 
+def finetune_input(config: dict, w) -> dict:
+    return {
+        "reference": paths.reference(w.task, w.model),
+        "train": paths.manifest(train_dataset(config, w.task), "train"),
+    }
+
+
+def mitigation_params(config: dict, w, what: str, *sections: dict) -> str:
+    """trainer_params of `w.task`'s mitigate section (its shared keys, then its `what` section), and `sections`."""
+    mitigate = config[w.task]["mitigate"]
+    shared = {k: mitigate[k] for k in ("epochs", "batch_size", "workers", "crop") if k in mitigate}
+    return trainer_params(config, shared, mitigate[what], *sections)
+
+
 def evaluation_input(config: dict, w) -> dict:
-    needs = mitigation_inputs(config, w.model, w.mitigation)
-    dataset = config["classification"]["dataset"]
+    needs = mitigation_inputs(config, w.model, w.mitigation, w.task)
+    dataset = config[w.task]["dataset"]
     return {
         "reference": needs["reference"],
         "correctors": list(needs["correctors"].values()),
@@ -42,9 +56,25 @@ def evaluation_input(config: dict, w) -> dict:
     }
 
 
+def evaluation_config(config: dict, w) -> str:
+    """The config keys one evaluation's numbers depend on, as its provenance records them (JSON)."""
+    section, dataset = config[w.task], config[w.task]["dataset"]
+    return json.dumps({
+        f"{w.task}.dataset": dataset,
+        f"{w.task}.models.{w.model}": used_model_config(section["models"][w.model]),
+        f"{w.task}.eval_batch_size": section["eval_batch_size"],
+        f"datasets.{dataset}": config["datasets"][dataset],
+        "qualities": config["qualities"],
+        "seed": config["seed"],
+        "confidence": config["confidence"],
+        "device": config["device"],
+        **mitigation_config(config, w.mitigation, w.task),
+    }, sort_keys=True)
+
+
 def corrector_args(config: dict, w) -> str:
     """The evaluate command's --corrector option: FILE, or Q=FILE for each quality of a quality-aware one."""
-    correctors = mitigation_inputs(config, w.model, w.mitigation)["correctors"]
+    correctors = mitigation_inputs(config, w.model, w.mitigation, w.task)["correctors"]
     if not correctors:
         return ""
     return "--corrector " + " ".join(path if q is None else f"{q}={path}" for q, path in correctors.items())
@@ -71,7 +101,7 @@ def appendix_input(config: dict, w) -> dict:
     """What a GradCAM or qualitative appendix figure of one classification model needs: the model, the clean and
     lowest-quality validation manifests, and the file of each mitigation the config asks for."""
     dataset = config["classification"]["dataset"]
-    wanted = classification_mitigations(config)[w.model]
+    wanted = study_mitigations(config)[w.model]
     files = {
         "finetune": paths.finetuned("classification", w.model),
         "offtheshelf": paths.offtheshelf("qgac"),

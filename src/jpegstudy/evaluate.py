@@ -1,8 +1,9 @@
 """Evaluate one (task model, mitigation) on the clean set and every compressed set: one job, the model loaded once.
 
-Writes one metric file: {"task", "model", "mitigation", "dataset", "rows": [...]}, one row per quality (None for the
-clean reference), each with top-1, top-5, their bootstrap intervals (top1_low, top1_high, ...), n_images, each
-image's result (per_image), its provenance record and a row id.
+Writes one metric file: {"task", "model", "mitigation", "rows": [...]}, one row per quality (None for the clean
+reference), each with the task's metric fields (tasks/: classification's top-1, top-5 and their bootstrap intervals
+top1_low, top1_high, ...), n_images, each image's result (per_image), its provenance record and a row id. The code
+here is task-blind: the task module loads the model, transforms the images and scores the batches.
 
 Mitigations reach evaluation in two ways: a fine-tuned model is just another reference file; a corrector runs on
 each decoded JPEG before the model's own transform (the order is the paper's). The clean reference never goes
@@ -18,15 +19,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from jpegstudy import confidence as confidence_intervals
-from jpegstudy import cpu, provenance
+from jpegstudy import cpu, provenance, tasks
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
 from jpegstudy.data import manifest as manifests
 from jpegstudy.data.images import verified_bytes
 from jpegstudy.data.loader import loader
 from jpegstudy.devices import device_name, pick_device
-from jpegstudy.tasks import classification
 
 
 class _Files(torch.utils.data.Dataset):
@@ -64,28 +63,19 @@ def _corrected_batches(manifest, corrector, transform, device, batch_size: int, 
         yield torch.stack(xs), torch.tensor(labels)
 
 
+def eval_batches(manifest, transform, device, batch_size: int, workers: int, corrector=None):
+    """(model input, targets) batches of one eval set in manifest order: each file decoded, or corrected first."""
+    if corrector is None:
+        return loader(manifest, transform, batch_size, workers)
+    return _corrected_batches(manifest, corrector, transform, device, batch_size, workers)
+
+
 @torch.no_grad()
-def classification_scores(model, manifest, transform, device, batch_size: int, workers: int, desc: str,
-                          corrector=None, confidence: dict | None = None) -> dict:
-    """top-1 and top-5 (%), their bootstrap intervals (`confidence`: level, resamples, seed) and each image's
-    result in manifest order (kept so intervals, and paired intervals of drops, can be recomputed)."""
-    correct = {"top1": [], "top5": []}
-    batches = (loader(manifest, transform, batch_size, workers) if corrector is None else
-               _corrected_batches(manifest, corrector, transform, device, batch_size, workers))
-    for x, y in tqdm(batches, desc=desc, mininterval=10):
-        logits = model(x.to(device))
-        y = y.to(device)
-        for field, k in (("top1", 1), ("top5", 5)):
-            correct[field].append(classification.topk_correct(logits, y, k).cpu())
-    scores = {"n_images": 0}
-    for field, parts in correct.items():
-        hits = torch.cat(parts).numpy()
-        scores["n_images"] = len(hits)
-        scores[field] = 100.0 * int(hits.sum()) / len(hits)
-        low, high = confidence_intervals.accuracy_interval(hits, **(confidence or {}))
-        scores[f"{field}_low"], scores[f"{field}_high"] = low, high
-        correct[field] = confidence_intervals.encode(hits)
-    return {**scores, "per_image": correct}
+def task_scores(task, model, manifest, transform, device, batch_size: int, workers: int, desc: str,
+                corrector=None, confidence: dict | None = None) -> dict:
+    """The metric fields `task` (a tasks module) computes on one eval set, the corrector (if any) in front."""
+    batches = eval_batches(manifest, transform, device, batch_size, workers, corrector)
+    return task.score(model, tqdm(batches, desc=desc, mininterval=10), device, confidence)
 
 
 def _load_correctors(files: dict, dev) -> dict:
@@ -97,17 +87,18 @@ def _load_correctors(files: dict, dev) -> dict:
     return out
 
 
-def evaluate_classification(*, model_name: str, reference: str, clean: str, compressed: dict[int, str],
-                            params: dict, rule: str, batch_size: int, workers: int, device: str = "auto",
-                            mitigation: str = "none", corrector_files: dict | None = None,
-                            confidence: dict | None = None) -> dict:
-    """`corrector_files`: {None: file} for one corrector in front of every quality, or {quality: file} for
+def evaluate(*, task: str = "classification", model_name: str, reference: str, clean: str,
+             compressed: dict[int, str], params: dict, rule: str, batch_size: int, workers: int, device: str = "auto",
+             mitigation: str = "none", corrector_files: dict | None = None, confidence: dict | None = None) -> dict:
+    """One metric file's content: `task`'s fields on the clean set and on each compressed one, for one model and
+    mitigation. `corrector_files`: {None: file} for one corrector in front of every quality, or {quality: file} for
     quality-aware ones (then only those qualities are evaluated). `confidence`: level, resamples and seed of the
     bootstrap intervals."""
     dev = pick_device(device)
-    model, meta = classification.load_reference(reference)
+    t = tasks.get(task)
+    model, meta = t.load_reference(reference)
     model = cpu.fast_layout(model.to(dev), dev)
-    transform = classification.eval_transform(meta["transform"])
+    transform = t.eval_transform(meta["transform"])
     git = provenance.git_state()
     weights = provenance.file_inputs({"weights": reference})
     if meta.get("source_sha256"):  # the user's checkpoint the reference was resolved from
@@ -121,15 +112,14 @@ def evaluate_classification(*, model_name: str, reference: str, clean: str, comp
     rows = []
     for quality, path in [(None, clean)] + sorted(compressed.items()):
         m = manifests.read(path)
-        if m.classes != meta["classes"]:
-            raise ValueError(f"{path}: its classes differ from those {reference} was trained on")
+        t.check_eval_set(m, meta, path, reference)
         corrector, corrector_input = (None, {}) if quality is None else corrector_by_quality.get(
             quality, corrector_by_quality.get(None, (None, {})))
         start = time.perf_counter()
         label = "clean" if quality is None else f"Q={quality}"
-        scores = classification_scores(model, m, transform, dev, batch_size, workers, f"{model_name} {label}",
-                                       corrector, confidence)
-        row = {"task": "classification", "model": model_name, "mitigation": mitigation, "dataset": m.dataset,
+        scores = task_scores(t, model, m, transform, dev, batch_size, workers, f"{model_name} {label}", corrector,
+                             confidence)
+        row = {"task": task, "model": model_name, "mitigation": mitigation, "dataset": m.dataset,
                "quality": quality, **scores}
         used = {**weights, **provenance.file_inputs({"manifest": path}), **corrector_input}
         row["provenance"] = provenance.record(inputs=used, params=params, rule=rule,
@@ -137,7 +127,8 @@ def evaluate_classification(*, model_name: str, reference: str, clean: str, comp
                                               git=git)
         row = {"id": provenance.row_id(row), **row}
         rows.append(row)
-        print(f"{model_name} {mitigation} {label}: top-1 {scores['top1']:.2f} "
-              f"[{scores['top1_low']:.2f}, {scores['top1_high']:.2f}] top-5 {scores['top5']:.2f} "
-              f"({scores['n_images']} images)", flush=True)
-    return {"task": "classification", "model": model_name, "mitigation": mitigation, "rows": rows}
+        field, what = t.METRIC
+        print(f"{model_name} {mitigation} {label}: {what} {scores[field]:.2f} "
+              f"[{scores[f'{field}_low']:.2f}, {scores[f'{field}_high']:.2f}] ({scores['n_images']} images)",
+              flush=True)
+    return {"task": task, "model": model_name, "mitigation": mitigation, "rows": rows}

@@ -60,7 +60,7 @@ def _steps(model, transform, corrector, images, batch, labels):
                 fast.eval()(transform(corrector.eval()(batch)))
 
         def train():
-            loss = ttac_loss(freeze(model), transform, corrector.train(), images, batch)
+            loss = ttac_loss(classification.ttac_target, freeze(model), transform, corrector.train(), images, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

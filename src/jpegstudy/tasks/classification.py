@@ -634,3 +634,43 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
     """Per-image bool: is the label among the `k` highest logits?"""
     k = min(k, logits.shape[1])
     return (logits.topk(k, dim=1).indices == labels[:, None]).any(dim=1)
+
+
+# The task interface (jpegstudy.tasks): what evaluation, TTAC and fine-tuning ask of classification.
+NAME = "classification"
+METRIC = ("top1", "Top-1 accuracy")
+
+
+def check_eval_set(manifest, meta: dict, path, reference) -> None:
+    if manifest.classes != meta["classes"]:
+        raise ValueError(f"{path}: its classes differ from those {reference} was trained on")
+
+
+def score(model: torch.nn.Module, batches, device, confidence: dict | None = None) -> dict:
+    """top-1 and top-5 (%), their bootstrap intervals (`confidence`: level, resamples, seed) and each image's
+    result in manifest order (kept so intervals, and paired intervals of drops, can be recomputed)."""
+    from jpegstudy import confidence as intervals
+
+    correct = {"top1": [], "top5": []}
+    for x, y in batches:
+        logits = model(x.to(device))
+        y = y.to(device)
+        for field, k in (("top1", 1), ("top5", 5)):
+            correct[field].append(topk_correct(logits, y, k).cpu())
+    scores = {"n_images": 0}
+    for field, parts in correct.items():
+        hits = torch.cat(parts).numpy()
+        scores["n_images"] = len(hits)
+        scores[field] = 100.0 * int(hits.sum()) / len(hits)
+        scores[f"{field}_low"], scores[f"{field}_high"] = intervals.accuracy_interval(hits, **(confidence or {}))
+        correct[field] = intervals.encode(hits)
+    return {**scores, "per_image": correct}
+
+
+def ttac_target(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The logits: TTAC makes the classifier's output on the corrected JPEG that on the original."""
+    return model(x)
+
+
+def finetune_loss(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(model(x), labels)

@@ -7,38 +7,37 @@ from __future__ import annotations
 
 import torch
 
+from jpegstudy import tasks
 from jpegstudy.correction import inputs
 from jpegstudy.data import training
 from jpegstudy.data.manifest import Manifest
 from jpegstudy.devices import pick_device
-from jpegstudy.tasks import classification
 from jpegstudy.train import loop
 
 
 def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, out, epochs: int, batch_size: int,
           lr: float, lr_min: float, momentum: float, weight_decay: float, seed: int, crop: int | None = None,
-          workers: int = 0, device: str = "cpu") -> torch.nn.Module:
+          workers: int = 0, device: str = "cpu", task: str = "classification") -> torch.nn.Module:
+    t = tasks.get(task)
     dev = pick_device(device)
     torch.manual_seed(seed)
     model.to(dev).train()
-    transform = classification.tensor_transform(transform_spec)
+    transform = t.tensor_transform(transform_spec)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = loop.cosine(optimizer, epochs * training.steps_per_epoch(manifest, batch_size), lr_min)
 
     def epoch(_: int, generator: torch.Generator) -> str:
-        correct = seen = 0
+        total = steps = 0
         for images, labels in training.batches(manifest, batch_size=batch_size, generator=generator, crop=crop,
                                                workers=workers):
             x = inputs.decoded(images, inputs.draw_qualities(len(images), generator)).to(dev)
-            labels = labels.to(dev)
-            logits = model(transform(x))
-            loss = torch.nn.functional.cross_entropy(logits, labels)
+            loss = t.finetune_loss(model, transform(x), labels.to(dev))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
-            correct, seen = correct + (logits.argmax(1) == labels).sum().item(), seen + len(labels)
-        return f"train top-1 on JPEGs {correct / seen:.3f}"
+            total, steps = total + loss.item(), steps + 1
+        return f"mean {task} loss on JPEGs {total / max(steps, 1):.4f}"
 
     settings = {"what": "finetune", "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_min": lr_min,
                 "momentum": momentum, "weight_decay": weight_decay, "seed": seed, "crop": crop,
