@@ -197,3 +197,23 @@ def test_a_bad_file_fails_when_its_batch_is_reached_naming_it(tmp_path):
     next(batches)
     with pytest.raises(ValueError, match=r"^\S+/a/4.png: empty file \(0 bytes\)$"):
         next(batches)
+
+
+def test_a_coco_split_compresses_with_its_ids_and_ground_truth(tmp_path):
+    """Compressed COCO copies keep each image's id and size, and reach the original annotations from their folder,
+    also once the whole results folder is moved."""
+    from jpegstudy.data import coco, embedded
+
+    root = tmp_path / "results" / "coco"
+    m = embedded.write_coco_split(root, "val", 3, 32, seed=0, manifest_dir=root / "val")
+    m.write(root / "val" / "manifest.json")
+    compress.compress_split(root / "val" / "manifest.json", 10, root / "val-q10")
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "results").rename(moved)
+    q = manifests.read(moved / "coco" / "val-q10" / "manifest.json")
+    assert [(e["path"], e["id"], e["width"], e["height"]) for e in q.images] == [
+        (f"{i:012d}.jpg", i, 32, 32) for i in (1, 2, 3)]
+    assert q.source["annotations"] == "../annotations/instances_val.json"
+    assert q.source["category_ids"] == list(range(1, 11)) and q.source["quality"] == 10
+    original = coco.load_annotations(manifests.read(moved / "coco" / "val" / "manifest.json"))
+    assert coco.load_annotations(q).dataset["annotations"] == original.dataset["annotations"]

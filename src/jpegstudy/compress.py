@@ -8,6 +8,7 @@ every evaluation of every model reads the very same bytes.
 from __future__ import annotations
 
 import hashlib
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -28,6 +29,20 @@ def _compress_one(args: tuple[Path, str | None, Path, int]) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _annotations(src: manifests.Manifest, out_dir: Path) -> dict:
+    """A COCO split's annotation reference (data/coco.py), carried to its compressed copies, whose ground truth is
+    the original's. A relative path is rebased onto the copy's folder, so results/ stays movable."""
+    if "annotations" not in src.source:
+        return {}
+    out = {k: src.source[k] for k in ("layout", "annotations", "annotations_sha256", "category_ids",
+                                      "degenerate_ann_ids") if k in src.source}
+    path = Path(src.source["annotations"])
+    if not path.is_absolute():
+        manifest_dir = src.location.parent if src.location is not None else Path(".")
+        out["annotations"] = os.path.relpath(manifest_dir / path, out_dir)
+    return out
+
+
 def compress_split(manifest_path: str | Path, quality, out_dir: str | Path, manifest_name: str = "manifest.json",
                    workers: int = 1) -> manifests.Manifest:
     q = jpeg.check_quality(quality)
@@ -42,11 +57,12 @@ def compress_split(manifest_path: str | Path, quality, out_dir: str | Path, mani
                 digests = list(pool.map(_compress_one, jobs, chunksize=64))
         else:
             digests = [_compress_one(job) for job in jobs]
-        images = [{"path": name, "label": im["label"], "sha256": digest}
-                  for name, im, digest in zip(names, src.images, digests)]
+        # Every field of an entry is kept (a label, or a COCO image's id and size): only the file changes.
+        images = [{**im, "path": name, "sha256": digest} for name, im, digest in zip(names, src.images, digests)]
         out = manifests.Manifest(
             dataset=src.dataset, split=f"{src.split}-q{q}", root=".", classes=src.classes, images=images,
             source={"manifest": str(manifest_path), "manifest_sha256": atomic.sha256_file(manifest_path),
-                    "quality": q, "codec": f"{jpeg.libjpeg_version()}, IJG quality {q}, 4:2:0, baseline tables"})
+                    "quality": q, "codec": f"{jpeg.libjpeg_version()}, IJG quality {q}, 4:2:0, baseline tables",
+                    **_annotations(src, Path(out_dir))})
         out.write(tmp / manifest_name)
     return out
