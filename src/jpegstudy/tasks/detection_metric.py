@@ -1,0 +1,321 @@
+"""COCO mAP of detections and instance masks (pycocotools' COCOeval), and its bootstrap intervals over images.
+
+evaluate_map runs COCOeval as everyone does and also keeps each image's evaluation as a compact, JSON-able record;
+map_from_per_image re-accumulates AP, AP50 and AP75 from that record for any multiset of images (an image drawn
+twice counts twice), so intervals, and paired intervals of drops, come from a metric row alone, as they do for
+classification (jpegstudy.confidence). On the sample of every image once it equals COCOeval's stats.
+
+The per-image record (area range "all", at most 100 detections an image, as COCOeval's AP):
+
+    {"iou_type": "bbox" | "segm",
+     "iou_thresholds": [0.5, 0.55, ..., 0.95],   COCOeval's T thresholds; bit t below refers to the t-th
+     "category_ids": [1, 5, 90, ...],            the evaluated categories; "k" below is an index into this
+     "image_ids": [139, 285, ...],               the evaluated images, ascending (COCOeval's order)
+     "gt": [[k, n, k, n, ...], ...],             per image: n ground-truth objects of category k that count
+                                                 (crowd regions excluded), for the categories it has any of
+     "dt": [[[k, score, state], ...], ...]}      per image: its detections, each category's in COCOeval's order
+                                                 (score, highest first); state's bit t is set when the detection
+                                                 is a true positive at threshold t, bit T + t when it is ignored
+                                                 there (it matched a crowd region); neither: a false positive
+
+Resampling follows COCOeval on a set in which every drawn copy of an image is a distinct image placed right after
+the original: the same score sort (stable mergesort over images in order), cumulative true and false positives,
+precision made monotone, read at 101 recall points; a category without ground truth in the sample is left out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval, Params
+
+STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+RESAMPLED = ("AP", "AP50", "AP75")  # what the per-image record can recompute (area "all", 100 detections)
+IOU_TYPES = ("bbox", "segm")
+MASK_THRESHOLD = 0.5  # torchvision's mask heads give probabilities; its reference evaluation binarises at 0.5
+
+
+def coco_results(predictions, category_ids: Sequence[int]) -> list[dict]:
+    """COCO's results list of torchvision detector outputs: `predictions` maps image id -> output (or is a sequence
+    of (image id, output) pairs); an output has "boxes" (N, 4) x1 y1 x2 y2, "labels" (class index + 1), "scores",
+    and optionally "masks" (N, 1, H, W) probabilities. Labels become category_ids[label - 1]; boxes [x, y, w, h]
+    to 0.01 px, scores to 1e-5 (what the file holds is what is evaluated); masks become RLE of mask > 0.5 with
+    str counts (JSON-able)."""
+    pairs = predictions.items() if isinstance(predictions, Mapping) else predictions
+    results = []
+    for image_id, output in pairs:
+        image_id = int(image_id)
+        boxes = _numpy(output["boxes"]).astype(np.float64).reshape(-1, 4)
+        labels = _numpy(output["labels"]).astype(np.int64).reshape(-1)
+        scores = _numpy(output["scores"]).astype(np.float64).reshape(-1)
+        if not len(boxes) == len(labels) == len(scores):
+            raise ValueError(f"image {image_id}: {len(boxes)} boxes, {len(labels)} labels and {len(scores)} scores")
+        bad = labels[(labels < 1) | (labels > len(category_ids))]
+        if bad.size:
+            raise ValueError(f"image {image_id}: label {bad[0]} is not a class index + 1 in 1..{len(category_ids)} "
+                             "(torchvision's COCO weights predict category ids: map those to class indices first)")
+        segmentations = _rles(output["masks"], image_id, len(boxes)) if "masks" in output else None
+        for n, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+            entry = {"image_id": image_id, "category_id": int(category_ids[labels[n] - 1]),
+                     "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                     "score": round(float(scores[n]), 5)}
+            if segmentations is not None:
+                entry["segmentation"] = segmentations[n]
+            results.append(entry)
+    return results
+
+
+def evaluate_map(coco_gt: COCO, results: list[dict], iou_type: str = "bbox",
+                 image_ids: Sequence[int] | None = None) -> tuple[dict, dict]:
+    """COCOeval of `results` against `coco_gt` on `image_ids` (default: all of its images) -> (the 12 summary stats
+    in percent, named as STATS, None where COCO reports -1: no ground truth in that area range; the per-image record
+    of the module docstring). Neither `results` nor its dicts are modified; COCOeval itself, as always, writes its
+    ignore flags into coco_gt's annotations and, for "segm", turns their polygons into RLE."""
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type {iou_type!r}: one of {', '.join(IOU_TYPES)}")
+    known = set(coco_gt.getImgIds())
+    image_ids = sorted(known) if image_ids is None else sorted(set(int(i) for i in image_ids))
+    missing = [i for i in image_ids if i not in known]
+    if missing:
+        raise ValueError(f"image id {missing[0]} is not in the ground truth")
+    _check_ground_truth(coco_gt, iou_type)
+    detections = _checked_results(coco_gt, results, iou_type, known)
+    with contextlib.redirect_stdout(io.StringIO()):  # COCO and COCOeval print their progress
+        # loadRes reads results[0] and fails on an empty list; no detections at all is a results set without
+        # annotations, which COCOeval scores as it should: AP 0 where there is ground truth, -1 where there is none
+        dt = coco_gt.loadRes(detections) if detections else _without_annotations(coco_gt)
+        evaluator = COCOeval(coco_gt, dt, iou_type)
+        evaluator.params.imgIds = image_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = {name: None if value < 0 else 100.0 * float(value) for name, value in zip(STATS, evaluator.stats)}
+    return stats, _record(evaluator)
+
+
+def map_from_per_image(record: dict, image_indices=None) -> dict:
+    """AP, AP50 and AP75 (percent; None without ground truth) of the images record["image_ids"][i] for i in
+    `image_indices`, repeats counting as that many images (default: each image once, which is COCOeval's)."""
+    tables = _Tables(record)
+    counts = np.ones(tables.n_images, np.int64) if image_indices is None else tables.counts(image_indices)
+    return dict(zip(RESAMPLED, (None if np.isnan(v) else float(v) for v in tables.stats(counts))))
+
+
+def map_interval(record: dict, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> dict:
+    """Percentile bootstrap intervals, {"AP": (low, high), "AP50": ..., "AP75": ...}, resampling images with
+    replacement. Resamples without any ground truth (possible only on tiny sets) are left out."""
+    tables = _Tables(record)
+    values = _resampled(tables.n_images, resamples, seed, tables.stats)
+    return _percentiles(values, level)
+
+
+def map_drop_interval(clean: dict, compressed: dict, level: float = 0.95, resamples: int = 1000,
+                      seed: int = 0) -> dict:
+    """Intervals of clean minus compressed AP, AP50, AP75 (points), resampling the images jointly: both records
+    measured the same images."""
+    a, b = _Tables(clean), _Tables(compressed)
+    if clean["image_ids"] != compressed["image_ids"] or clean["category_ids"] != compressed["category_ids"]:
+        raise ValueError("paired detection records of different images or categories: not the same eval set")
+    values = _resampled(a.n_images, resamples, seed, lambda counts: a.stats(counts) - b.stats(counts))
+    return _percentiles(values, level)
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def _rles(masks, image_id: int, n: int) -> list[dict]:
+    masks = _numpy(masks)
+    if masks.ndim == 4:
+        masks = masks[:, 0]
+    if masks.ndim != 3 or len(masks) != n:
+        raise ValueError(f"image {image_id}: masks of shape {masks.shape}, expected ({n}, 1, H, W)")
+    if n == 0:
+        return []
+    binary = np.asfortranarray((masks > MASK_THRESHOLD).transpose(1, 2, 0).astype(np.uint8))
+    rles = mask_utils.encode(binary)
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")  # bytes are not JSON; pycocotools reads str counts too
+    return rles
+
+
+def _check_ground_truth(coco_gt: COCO, iou_type: str) -> None:
+    for ann in coco_gt.dataset["annotations"]:
+        if ann["id"] == 0:  # COCOeval records a match as the matched id, so id 0 would read as "unmatched"
+            raise ValueError(f"annotation id 0 (image {ann['image_id']}): COCOeval needs ground-truth ids >= 1")
+        if iou_type == "segm" and "segmentation" not in ann:
+            raise ValueError(f"annotation {ann['id']} (image {ann['image_id']}) has no segmentation: mask AP needs "
+                             "every object's mask")
+
+
+def _checked_results(coco_gt: COCO, results: list[dict], iou_type: str, known: set) -> list[dict]:
+    categories = set(coco_gt.getCatIds())
+    detections = []
+    for r in results:
+        if r["image_id"] not in known:
+            raise ValueError(f"a detection on image id {r['image_id']}, which is not in the ground truth")
+        if r["category_id"] not in categories:
+            raise ValueError(f"a detection on image {r['image_id']} has category_id {r['category_id']}, which is not "
+                             "among the ground truth's categories")
+        entry = dict(r)  # loadRes writes id, area, iscrowd (and a box polygon) into each dict
+        if iou_type == "segm":
+            if "segmentation" not in r:
+                raise ValueError(f"a detection on image {r['image_id']} has no segmentation: mask AP needs masks")
+            # with a bbox present, loadRes takes the box's area for the mask's, which misplaces small/medium/large
+            entry.pop("bbox", None)
+        detections.append(entry)
+    return detections
+
+
+def _without_annotations(coco_gt: COCO) -> COCO:
+    dt = COCO()
+    dt.dataset = {"images": list(coco_gt.dataset["images"]),
+                  "categories": copy.deepcopy(coco_gt.dataset["categories"]), "annotations": []}
+    dt.createIndex()
+    return dt
+
+
+def _record(evaluator: COCOeval) -> dict:
+    """The per-image record of an evaluated COCOeval: its evalImgs at area "all" (index layout of evaluate())."""
+    p = evaluator.params
+    n_images, n_areas, n_thresholds = len(p.imgIds), len(p.areaRng), len(p.iouThrs)
+    area = p.areaRngLbl.index("all")
+    bits = np.left_shift(1, np.arange(n_thresholds, dtype=np.int64))[:, None]
+    gt = [[] for _ in p.imgIds]
+    dt = [[] for _ in p.imgIds]
+    for k in range(len(p.catIds)):
+        for i in range(n_images):
+            e = evaluator.evalImgs[(k * n_areas + area) * n_images + i]
+            if e is None:  # neither ground truth nor detections of this category here
+                continue
+            counted = int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0))
+            if counted:
+                gt[i] += [k, counted]
+            ignored = np.asarray(e["dtIgnore"], bool)
+            positive = np.logical_and(np.asarray(e["dtMatches"]) != 0, ~ignored)
+            states = (bits * positive).sum(0) + ((bits << n_thresholds) * ignored).sum(0)
+            dt[i] += [[k, float(s), int(state)] for s, state in zip(e["dtScores"], states)]
+    return {"iou_type": p.iouType, "iou_thresholds": [float(t) for t in p.iouThrs],
+            "category_ids": [int(c) for c in p.catIds], "image_ids": [int(i) for i in p.imgIds], "gt": gt, "dt": dt}
+
+
+class _Tables:
+    """A record as arrays, one set per category, its detections sorted as COCOeval sorts every image once."""
+
+    def __init__(self, record: dict):
+        try:
+            thresholds = np.asarray(record["iou_thresholds"], np.float64)
+            n_images, n_categories = len(record["image_ids"]), len(record["category_ids"])
+            if len(record["gt"]) != n_images or len(record["dt"]) != n_images:
+                raise ValueError(f"{len(record['image_ids'])} images but gt of {len(record['gt'])} and dt of "
+                                 f"{len(record['dt'])}")
+            gt = np.zeros((n_categories, n_images), np.int64)
+            for i, pairs in enumerate(record["gt"]):
+                np.add.at(gt[:, i], np.asarray(pairs[0::2], np.int64), np.asarray(pairs[1::2], np.int64))
+            rows = [(k, score, state, i) for i, dets in enumerate(record["dt"]) for k, score, state in dets]
+        except (KeyError, TypeError, IndexError, ValueError) as e:
+            raise ValueError(f"not a per-image detection record ({type(e).__name__}: {e})") from None
+        self.n_images, self.gt = n_images, gt
+        self.recall_points = Params(iouType="bbox").recThrs
+        self.at = {"AP50": int(np.argmin(abs(thresholds - 0.5))), "AP75": int(np.argmin(abs(thresholds - 0.75)))}
+        table = np.array(rows, np.float64).reshape(-1, 4)
+        category = table[:, 0].astype(np.int64)
+        if category.size and (category.min() < 0 or category.max() >= n_categories):
+            raise ValueError(f"not a per-image detection record: category index {category.max()} of "
+                             f"{n_categories} categories")
+        bits = np.left_shift(1, np.arange(len(thresholds), dtype=np.int64))[:, None]
+        self.categories = []
+        for k in range(n_categories):
+            rows_k = table[category == k]  # images in order, each image's detections in COCOeval's order
+            order = np.argsort(-rows_k[:, 1], kind="mergesort")
+            score, state, image = rows_k[order, 1], rows_k[order, 2].astype(np.int64), rows_k[order, 3].astype(int)
+            positive = (state & bits) != 0
+            false = ~positive & ((state & (bits << len(thresholds))) == 0)
+            # detections of one image with equal scores (a run): copies of the image must be kept apart (_units)
+            run_start = np.r_[True, (score[1:] != score[:-1]) | (image[1:] != image[:-1])]
+            run = np.cumsum(run_start)
+            in_run = np.bincount(run)[run] > 1
+            self.categories.append({"image": image, "positive": positive.astype(np.int8),
+                                    "false": false.astype(np.int8), "always_false": state == 0,
+                                    "runs": (run, in_run) if in_run.any() else None})
+
+    def counts(self, image_indices) -> np.ndarray:
+        indices = np.asarray(image_indices, np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.n_images):
+            raise ValueError(f"image index {indices.max() if indices.max() >= self.n_images else indices.min()} "
+                             f"outside the record's {self.n_images} images")
+        return np.bincount(indices, minlength=self.n_images)
+
+    def stats(self, counts: np.ndarray) -> np.ndarray:
+        """AP, AP50, AP75 (percent, nan without ground truth) of the sample holding image i counts[i] times.
+
+        The drawn copies of a detection follow one another (a unit): their precision rises along the unit, so the
+        monotone precision at any of them is that at the unit's end, and only units' ends are computed. Units
+        false at every threshold only add to the false positives before the others, so they are summed once, not
+        once per threshold."""
+        precision = []  # (T, R) per category with ground truth in the sample
+        for k, c in enumerate(self.categories):
+            n_gt = int(counts @ self.gt[k])
+            if n_gt == 0:  # COCOeval leaves such a category at -1, out of every mean
+                continue
+            units, weight = _units(counts[c["image"]], c["runs"])
+            false_before = np.cumsum(weight * c["always_false"][units])
+            keep = np.flatnonzero(~c["always_false"][units])
+            kept, weight = units[keep], weight[keep]
+            tp = np.cumsum(weight * c["positive"][:, kept], axis=1).astype(np.float64)
+            fp = (false_before[keep] + np.cumsum(weight * c["false"][:, kept], axis=1)).astype(np.float64)
+            q = np.zeros((len(tp), len(self.recall_points)))
+            if kept.size:
+                recall = tp / n_gt
+                pr = tp / (fp + tp + np.spacing(1))  # COCOeval's expressions, so its roundings
+                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision made monotone
+                for t in range(len(q)):
+                    where = np.searchsorted(recall[t], self.recall_points, side="left")
+                    reached = where < kept.size  # recall points never reached keep precision 0
+                    q[t, reached] = pr[t, where[reached]]
+            precision.append(q)
+        if not precision:
+            return np.full(3, np.nan)
+        s = np.stack(precision, axis=-1)  # (T, R, K), COCOeval's layout, averaged the same way
+        return 100.0 * np.array([np.mean(s), np.mean(s[self.at["AP50"]]), np.mean(s[self.at["AP75"]])])
+
+
+def _units(weights: np.ndarray, runs) -> tuple[np.ndarray, np.ndarray]:
+    """The sample's detections in COCOeval's order, as (index into the sorted detections, copies): detection j is
+    drawn weights[j] times, its copies one unit. Where one image has several detections of equal score (a run),
+    COCOeval reads the whole run copy after copy, so each copy of those is a unit of its own, in that order."""
+    if runs is None:
+        units = np.flatnonzero(weights)
+        return units, weights[units]
+    run, in_run = runs
+    repeats = np.where(in_run, weights, weights > 0)
+    units = np.repeat(np.arange(weights.size), repeats)
+    copy_index = np.arange(units.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    order = np.lexsort((units, copy_index, run[units]))
+    units = units[order]
+    return units, np.where(in_run[units], 1, weights[units])
+
+
+def _resampled(n_images: int, resamples: int, seed: int, statistic) -> np.ndarray:
+    if n_images == 0:
+        raise ValueError("no per-image results to bootstrap")
+    rng = np.random.default_rng(seed)
+    return np.array([statistic(np.bincount(rng.integers(0, n_images, n_images), minlength=n_images))
+                     for _ in range(resamples)])
+
+
+def _percentiles(values: np.ndarray, level: float) -> dict:
+    out = {}
+    for name, column in zip(RESAMPLED, values.T):
+        column = column[~np.isnan(column)]
+        if column.size == 0:
+            raise ValueError(f"{name}: no resample has ground truth to score")
+        low, high = np.percentile(column, [50 * (1 - level), 50 * (1 + level)])
+        out[name] = (float(low), float(high))
+    return out
