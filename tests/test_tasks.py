@@ -24,7 +24,7 @@ def test_every_registered_task_has_the_whole_interface():
 
 
 def test_an_unknown_task_is_one_line():
-    with pytest.raises(ValueError, match=r"^unknown task 'segmentation': one of classification$"):
+    with pytest.raises(ValueError, match=r"^unknown task 'segmentation': one of classification, detection$"):
         tasks.get("segmentation")
 
 
@@ -32,7 +32,7 @@ def test_classification_scores_batches_as_top1_and_top5():
     c = tasks.get("classification")
     logits = torch.tensor([[5.0, 1, 0, 0, 0, 0], [0, 5.0, 4, 3, 2, 1], [0, 1, 2, 3, 4, 5.0]])
     labels = torch.tensor([0, 2, 0])  # right; second-highest; lowest of six (outside the top 5)
-    scores = c.score(lambda x: x, [(logits[:2], labels[:2]), (logits[2:], labels[2:])], "cpu",
+    scores = c.score(lambda x: x, None, [(logits[:2], labels[:2]), (logits[2:], labels[2:])], "cpu",
                      {"resamples": 50, "seed": 0})
     assert scores["n_images"] == 3
     assert scores["top1"] == pytest.approx(100 / 3) and scores["top5"] == pytest.approx(200 / 3)

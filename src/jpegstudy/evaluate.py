@@ -29,17 +29,18 @@ from jpegstudy.devices import device_name, pick_device
 
 
 class _Files(torch.utils.data.Dataset):
-    """(file bytes, label): correctors need the JPEG file itself (its coefficients), not only its decode."""
+    """(file bytes, target): correctors need the JPEG file itself (its coefficients), not only its decode."""
 
-    def __init__(self, manifest):
+    def __init__(self, manifest, target):
         self.manifest = manifest
+        self.target = target
 
     def __len__(self) -> int:
         return len(self.manifest.images)
 
     def __getitem__(self, i: int):
         entry = self.manifest.images[i]
-        return verified_bytes(self.manifest.path_of(i), entry.get("sha256")), entry["label"]
+        return verified_bytes(self.manifest.path_of(i), entry.get("sha256")), self.target(entry)
 
 
 def corrected_images(corrector, files: list[bytes], device) -> list[Image.Image]:
@@ -53,29 +54,30 @@ def corrected_images(corrector, files: list[bytes], device) -> list[Image.Image]
     return out
 
 
-def _corrected_batches(manifest, corrector, transform, device, batch_size: int, workers: int):
-    """Batches of (model input, labels): each JPEG corrected (corrected_images), then put through the model's own
+def _corrected_batches(task, manifest, corrector, transform, device, batch_size: int, workers: int):
+    """Batches of (model input, targets): each JPEG corrected (corrected_images), then put through the model's own
     transform."""
-    files = torch.utils.data.DataLoader(_Files(manifest), batch_size=batch_size, num_workers=workers,
-                                        collate_fn=lambda items: list(zip(*items)))
-    for data, labels in files:
-        xs = [transform(image) for image in corrected_images(corrector, list(data), device)]
-        yield torch.stack(xs), torch.tensor(labels)
+    files = torch.utils.data.DataLoader(_Files(manifest, task.target_of), batch_size=batch_size,
+                                        num_workers=workers, collate_fn=lambda items: list(zip(*items)))
+    for data, targets in files:
+        images = corrected_images(corrector, list(data), device)
+        yield task.collate([(transform(image), target) for image, target in zip(images, targets)])
 
 
-def eval_batches(manifest, transform, device, batch_size: int, workers: int, corrector=None):
-    """(model input, targets) batches of one eval set in manifest order: each file decoded, or corrected first."""
+def eval_batches(task, manifest, transform, device, batch_size: int, workers: int, corrector=None):
+    """(model input, targets) batches of one eval set in manifest order: each file decoded, or corrected first;
+    `task` (a tasks module) says what an entry's target is and how items make a batch."""
     if corrector is None:
-        return loader(manifest, transform, batch_size, workers)
-    return _corrected_batches(manifest, corrector, transform, device, batch_size, workers)
+        return loader(manifest, transform, batch_size, workers, target=task.target_of, collate=task.collate)
+    return _corrected_batches(task, manifest, corrector, transform, device, batch_size, workers)
 
 
 @torch.no_grad()
 def task_scores(task, model, manifest, transform, device, batch_size: int, workers: int, desc: str,
                 corrector=None, confidence: dict | None = None) -> dict:
     """The metric fields `task` (a tasks module) computes on one eval set, the corrector (if any) in front."""
-    batches = eval_batches(manifest, transform, device, batch_size, workers, corrector)
-    return task.score(model, tqdm(batches, desc=desc, mininterval=10), device, confidence)
+    batches = eval_batches(task, manifest, transform, device, batch_size, workers, corrector)
+    return task.score(model, manifest, tqdm(batches, desc=desc, mininterval=10), device, confidence)
 
 
 def _load_correctors(files: dict, dev) -> dict:

@@ -11,10 +11,18 @@ from jpegstudy.data.images import load_rgb
 from jpegstudy.data.manifest import Manifest
 
 
+def label(entry: dict):
+    """A classification entry's target."""
+    return entry["label"]
+
+
 class ManifestDataset(torch.utils.data.Dataset):
-    def __init__(self, manifest: Manifest, transform):
+    """(transformed image, target) of each entry; `target(entry)` is the task's (a label, a COCO image id)."""
+
+    def __init__(self, manifest: Manifest, transform, target=label):
         self.manifest = manifest
         self.transform = transform
+        self.target = target
 
     def __len__(self) -> int:
         return len(self.manifest.images)
@@ -23,19 +31,23 @@ class ManifestDataset(torch.utils.data.Dataset):
         entry = self.manifest.images[i]
         # Where the manifest recorded the file's sha256, the image is only used if its bytes are still those: a
         # number is then measured on exactly the bytes its provenance names.
-        return self.transform(load_rgb(self.manifest.path_of(i), entry.get("sha256"))), entry["label"]
+        return self.transform(load_rgb(self.manifest.path_of(i), entry.get("sha256"))), self.target(entry)
 
 
-def loader(manifest: Manifest, transform, batch_size: int, workers: int = 0, threads: int | None = None):
-    """(images, labels) batches in manifest order (evaluation is deterministic). `workers` > 0: DataLoader
-    processes decode (pays where cores are spare); 0: `threads` threads of this process do (prefetched_batches)."""
-    dataset = ManifestDataset(manifest, transform)
+def loader(manifest: Manifest, transform, batch_size: int, workers: int = 0, threads: int | None = None,
+           target=label, collate=torch.utils.data.default_collate):
+    """(images, targets) batches in manifest order (evaluation is deterministic). `workers` > 0: DataLoader
+    processes decode (pays where cores are spare); 0: `threads` threads of this process do (prefetched_batches).
+    `collate` makes a batch of (image, target) items: stacked by default; a list where image sizes differ."""
+    dataset = ManifestDataset(manifest, transform, target)
     if workers > 0:
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
-    return prefetched_batches(dataset, batch_size, threads or torch.get_num_threads())
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                           collate_fn=collate)
+    return prefetched_batches(dataset, batch_size, threads or torch.get_num_threads(), collate=collate)
 
 
-def prefetched_batches(dataset, batch_size: int, threads: int, ahead: int = 2):
+def prefetched_batches(dataset, batch_size: int, threads: int, ahead: int = 2,
+                       collate=torch.utils.data.default_collate):
     """The batches DataLoader(dataset, batch_size) gives with no workers, the same tensors, but the items of the
     next `ahead` batches are made by a pool of threads while the caller runs the model on this one.
 
@@ -53,7 +65,7 @@ def prefetched_batches(dataset, batch_size: int, threads: int, ahead: int = 2):
                 items = [f.result() for f in pending.popleft()]
                 if starts:
                     pending.append(submit(starts.popleft()))
-                yield torch.utils.data.default_collate(items)
+                yield collate(items)
         finally:  # the caller stopped early or an item failed: drop the work not started yet
             for futures in pending:
                 for f in futures:

@@ -10,9 +10,11 @@ What the shared code (evaluate, train.ttac, train.finetune, the CLI, the rules) 
     tensor_transform(spec)             its differentiable twin on (N, 3, H, W) batches in [0, 1]
     check_eval_set(manifest, meta, path, reference)
                                        refuses, in one line naming `path`, a set the model cannot be scored on
-    score(model, batches, device, confidence)
+    target_of(entry)                   what a manifest entry is scored against (a label; a COCO image id)
+    collate(items)                     (model input, targets) of a batch of (transformed image, target) items
+    score(model, manifest, batches, device, confidence)
                                        the metric fields of one eval set (values, bootstrap intervals, n_images,
-                                       per_image results) from its (model input, targets) batches
+                                       per_image results) from its batches
     ttac_target(model, x)              what TTAC's L1 compares on the original and the corrected image
     finetune_loss(model, x, targets)   the task's own training loss on a (JPEG) batch
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-TASKS = {"classification": "jpegstudy.tasks.classification"}
+TASKS = {"classification": "jpegstudy.tasks.classification", "detection": "jpegstudy.tasks.detection"}
 
 
 def get(name: str) -> ModuleType:

@@ -646,7 +646,14 @@ def check_eval_set(manifest, meta: dict, path, reference) -> None:
         raise ValueError(f"{path}: its classes differ from those {reference} was trained on")
 
 
-def score(model: torch.nn.Module, batches, device, confidence: dict | None = None) -> dict:
+def target_of(entry: dict) -> int:
+    return entry["label"]
+
+
+collate = torch.utils.data.default_collate  # crops of one size: a batch is one tensor
+
+
+def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | None = None) -> dict:
     """top-1 and top-5 (%), their bootstrap intervals (`confidence`: level, resamples, seed) and each image's
     result in manifest order (kept so intervals, and paired intervals of drops, can be recomputed)."""
     from jpegstudy import confidence as intervals

@@ -1,0 +1,185 @@
+"""Detection and instance segmentation: torchvision's detectors behind the task interface (jpegstudy.tasks).
+
+Architectures (a model's `arch`): the paper's three torchvision R50-FPN detectors, as torchvision builds them for
+its COCO weights (fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn, maskrcnn_resnet50_fpn), and their embedded
+twins, built here for the embedded scenes (faster_rcnn, retinanet, mask_rcnn):
+- the backbone is an embedded classifier (a ResNet reference file), its weights kept, as the real detectors start
+  from ImageNet weights; its last three stages feed a 64-channel FPN plus a max-pooled level (strides 8-64);
+- images are not resized (min_size = max_size = the image size: torchvision's default upsamples to 800 px), and
+  anchors are fitted to it: one size per level, from 3/16 of the image up, three aspect ratios (RetinaNet: three
+  scales per level, as its paper);
+- the box head is a 256-wide two-layer MLP (torchvision's 1024-wide one on 7x7x64 ROIs is most of a CPU step), the
+  mask head two 64-wide convolutions, and 64 ROIs an image are sampled in training.
+The models normalise (ImageNet mean/std) and resize inside (GeneralizedRCNNTransform), so the eval transform only
+makes a [0, 1] tensor, and the differentiable transform is the identity.
+
+Labels are class index + 1 (0 is the background), as data/coco.to_targets writes them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.transforms import functional as TF
+
+from jpegstudy import atomic
+from jpegstudy.errors import ModelError
+from jpegstudy.tasks import classification, detection_metric
+
+NAME = "detection"
+METRIC = ("map", "Box mAP@[.5:.95]")
+
+PAPER = {"fasterrcnn_resnet50_fpn": "bbox", "retinanet_resnet50_fpn": "bbox", "maskrcnn_resnet50_fpn": "segm"}
+EMBEDDED = {"faster_rcnn": FasterRCNN, "retinanet": RetinaNet, "mask_rcnn": MaskRCNN}
+FPN_CHANNELS = 64
+BOX_HEAD_WIDTH = 256
+RETURN_LAYERS = {"layer2": "0", "layer3": "1", "layer4": "2"}
+
+
+def has_masks(arch: str) -> bool:
+    return arch in ("mask_rcnn", "maskrcnn_resnet50_fpn")
+
+
+def anchor_sizes(image_size: int, levels: int, scales: int) -> tuple[tuple[float, ...], ...]:
+    """One base size per FPN level, doubling from 3/16 of the image; `scales` sizes a level (2^(i/scales))."""
+    base = 3 * image_size / 16
+    return tuple(tuple(round(base * 2**level * 2 ** (i / scales), 2) for i in range(scales)) for level in range(levels))
+
+
+def embedded_backbone(classifier: torch.nn.Module) -> BackboneWithFPN:
+    """A ResNet classifier's stages 2-4 (its weights kept) under a small FPN."""
+    stages = [getattr(classifier, name, None) for name in RETURN_LAYERS]
+    if any(stage is None for stage in stages):
+        raise ModelError(f"a detector's backbone must be a ResNet (layer2-layer4); got {type(classifier).__name__}")
+    # A stage's width is its last block's output: conv3 of a bottleneck (ResNet-50 and up), else conv2.
+    widths = [getattr(stage[-1], "conv3", stage[-1].conv2).out_channels for stage in stages]
+    return BackboneWithFPN(classifier, RETURN_LAYERS, widths, FPN_CHANNELS, extra_blocks=LastLevelMaxPool())
+
+
+def build(arch: str, num_classes: int, image_size: int | None = None,
+          classifier: torch.nn.Module | None = None) -> torch.nn.Module:
+    """The untrained detector of `arch` for `num_classes` classes (+ background); nothing downloads. Embedded ones
+    need the image size and the backbone classifier (from its reference file)."""
+    if arch in PAPER:
+        return torchvision.models.get_model(arch, weights=None, weights_backbone=None, num_classes=num_classes + 1)
+    if arch not in EMBEDDED:
+        raise ModelError(f"unknown detector {arch!r}: one of {', '.join([*EMBEDDED, *PAPER])}")
+    if image_size is None or classifier is None:
+        raise ModelError(f"{arch}: an embedded detector needs its image size and backbone classifier")
+    backbone = embedded_backbone(classifier)
+    levels = len(RETURN_LAYERS) + 1
+    common = {"min_size": image_size, "max_size": image_size, "image_mean": classification.IMAGENET_MEAN,
+              "image_std": classification.IMAGENET_STD}
+    if arch == "retinanet":
+        anchors = AnchorGenerator(anchor_sizes(image_size, levels, 3), ((0.5, 1.0, 2.0),) * levels)
+        return RetinaNet(backbone, num_classes + 1, anchor_generator=anchors, **common)
+    anchors = AnchorGenerator(anchor_sizes(image_size, levels, 1), ((0.5, 1.0, 2.0),) * levels)
+    heads = {"box_head": TwoMLPHead(FPN_CHANNELS * 7 * 7, BOX_HEAD_WIDTH),
+             "box_predictor": FastRCNNPredictor(BOX_HEAD_WIDTH, num_classes + 1)}
+    proposals = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300,
+                 "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": 64, "rpn_batch_size_per_image": 128}
+    if arch == "mask_rcnn":  # torchvision's mask head is four 256-wide convolutions: two 64-wide ones here
+        heads |= {"mask_head": MaskRCNNHeads(FPN_CHANNELS, (FPN_CHANNELS,) * 2, 1),
+                  "mask_predictor": MaskRCNNPredictor(FPN_CHANNELS, FPN_CHANNELS, num_classes + 1)}
+    return EMBEDDED[arch](backbone, None, rpn_anchor_generator=anchors, **heads, **proposals, **common)
+
+
+def save_reference(path, *, arch: str, classes: list[str], image_size: int | None, transform: dict, source: str,
+                   state_dict: dict, backbone: dict | None = None) -> None:
+    """A detector's reference file: what build() needs again (arch, classes, image size, the backbone
+    classifier's reference fields without its weights, which the detector's state_dict holds), and the weights."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"task": NAME, "arch": arch, "classes": classes, "image_size": image_size, "transform": transform,
+                "source": source, "backbone": backbone, "state_dict": state_dict}, buf)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def load_reference(path) -> tuple[torch.nn.Module, dict]:
+    """The detector of a reference file, in eval mode, and the file's metadata."""
+    ref = torch.load(path, map_location="cpu", weights_only=True)
+    if ref.get("task") != NAME:
+        raise ModelError(f"{path}: not a detection reference file")
+    classifier = None
+    if ref["backbone"] is not None:
+        b = ref["backbone"]
+        classifier = classification.build(b["arch"], len(b["classes"]), b.get("build_kwargs"))
+    model = build(ref["arch"], len(ref["classes"]), ref["image_size"], classifier)
+    missing, unexpected = model.load_state_dict(ref["state_dict"], strict=False)
+    if missing or unexpected:
+        keys = (missing or unexpected)[:3]
+        raise ModelError(f"{path}: its weights do not fit {ref['arch']} ({'missing' if missing else 'unexpected'} "
+                         f"keys {', '.join(keys)})")
+    return model.eval(), {k: v for k, v in ref.items() if k != "state_dict"}
+
+
+def eval_transform(spec: dict):
+    """To a [0, 1] tensor: the detector normalises and resizes inside."""
+    return TF.to_tensor
+
+
+def tensor_transform(spec: dict):
+    return lambda x: x
+
+
+def check_eval_set(manifest, meta: dict, path, reference) -> None:
+    if "annotations" not in manifest.source:
+        raise ValueError(f"{path}: not a COCO-layout set (no annotations file); a detector needs boxes")
+    if manifest.classes != meta["classes"]:
+        raise ValueError(f"{path}: its classes differ from those {reference} was trained on")
+
+
+def target_of(entry: dict) -> int:
+    return entry["id"]
+
+
+def collate(items) -> tuple[list[torch.Tensor], list[int]]:
+    """Images of a batch stay a list: COCO's differ in size, and the detector batches them itself."""
+    return [image for image, _ in items], [image_id for _, image_id in items]
+
+
+def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | None = None) -> dict:
+    """COCO box mAP (and mask mAP for Mask R-CNN) of one eval set: COCOeval's 12 stats (%), bootstrap intervals of
+    AP, AP50, AP75 over images, and the per-image records they are recomputed from."""
+    from jpegstudy.data import coco
+
+    predictions = {}
+    for images, ids in batches:
+        outputs = model([image.to(device) for image in images])
+        predictions.update({image_id: {k: v.cpu() for k, v in out.items()} for image_id, out in zip(ids, outputs)})
+    gt = coco.load_annotations(manifest)
+    category_ids = manifest.source["category_ids"]
+    results = detection_metric.coco_results(predictions, category_ids)
+    fields: dict = {"n_images": len(predictions)}
+    per_image = {}
+    iou_types = ("bbox", "segm") if predictions and all("masks" in p for p in predictions.values()) else ("bbox",)
+    for iou_type in iou_types:
+        prefix = "" if iou_type == "bbox" else "mask_"
+        stats, record = detection_metric.evaluate_map(gt, results, iou_type, image_ids=sorted(predictions))
+        intervals = detection_metric.map_interval(record, **(confidence or {}))
+        for name, value in stats.items():
+            fields[prefix + name.lower()] = value
+        for name, (low, high) in intervals.items():
+            fields[f"{prefix}{name.lower()}_low"], fields[f"{prefix}{name.lower()}_high"] = low, high
+        per_image[iou_type] = record
+    fields["map"], fields["map_low"], fields["map_high"] = fields["ap"], fields["ap_low"], fields["ap_high"]
+    return {**fields, "per_image": per_image}
+
+
+def ttac_target(model: torch.nn.Module, x: torch.Tensor) -> dict:
+    """Every FPN level of the backbone, as the paper's detection TTAC compares (after the detector's own
+    normalisation and resize)."""
+    images, _ = model.transform(list(x))
+    return model.backbone(images.tensors)
+
+
+def finetune_loss(model: torch.nn.Module, x, targets: list[dict]) -> torch.Tensor:
+    """The sum of the detector's own training losses (RPN + box head, RetinaNet's focal and box losses, + mask)."""
+    return sum(model(list(x), targets).values())
