@@ -119,3 +119,13 @@ def test_a_classification_set_is_refused_for_a_detector(tmp_path):
     m = manifests.Manifest("embedded", "val", ".", ["a"], [{"path": "x.png", "label": 0}])
     with pytest.raises(ValueError, match=r"^val.json: not a COCO-layout set \(no annotations file\)"):
         detection.check_eval_set(m, {"classes": ["a"]}, "val.json", "det.pt")
+
+
+@pytest.mark.parametrize("arch", list(detection.PAPER))
+def test_the_papers_detectors_build_without_downloading(arch):
+    model = detection.build(arch, 80)
+    head = model.head.classification_head.num_classes if arch.startswith("retinanet") else \
+        model.roi_heads.box_predictor.cls_score.out_features
+    assert head == 81 and model.transform.min_size == (800,)
+    with pytest.raises(ModelError, match=r"^unknown detector 'yolo': one of faster_rcnn, retinanet, mask_rcnn, "):
+        detection.build("yolo", 80)
