@@ -72,6 +72,12 @@ def test_a_reference_file_round_trips_and_a_classifier_file_is_refused(tmp_path,
         a, b = model(x)[0], loaded(x)[0]
     assert meta["arch"] == "mask_rcnn" and meta["image_size"] == 64
     assert all(torch.equal(a[k], b[k]) for k in ("boxes", "scores", "labels", "masks"))
+    detection.save_finetuned(tmp_path / "tuned.pt", meta, source=str(tmp_path / "det.pt"),
+                             state_dict=loaded.state_dict())  # what fine-tuning writes, from the meta alone
+    tuned, tuned_meta = detection.load_reference(tmp_path / "tuned.pt")
+    with torch.no_grad():
+        assert torch.equal(tuned(x)[0]["masks"], a["masks"])
+    assert tuned_meta["source"] == str(tmp_path / "det.pt") and tuned_meta["backbone"] == backbone
     classification.save_reference(tmp_path / "cls.pt", arch="resnet18", build_kwargs={}, classes=backbone["classes"],
                                   transform={}, source="train", state_dict=classifier.state_dict())
     with pytest.raises(ModelError, match=r"cls.pt: not a detection reference file$"):

@@ -202,8 +202,7 @@ def cmd_finetune(a) -> None:
     t.check_eval_set(train, meta, a.train, a.reference)
     model = finetune.train(model, meta["transform"], train, task=a.task, lr=p["lr"], lr_min=p["lr_min"],
                            momentum=p["momentum"], weight_decay=p["weight_decay"], **kwargs)
-    t.save_reference(a.out, arch=meta["arch"], build_kwargs=meta["build_kwargs"], classes=meta["classes"],
-                                  transform=meta["transform"], source=a.reference, state_dict=model.state_dict())
+    t.save_finetuned(a.out, meta, source=a.reference, state_dict=model.state_dict())
     loop.finish(a.out)
 
 

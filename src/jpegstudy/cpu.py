@@ -9,12 +9,13 @@ library is absent (scripts/system-packages installs it), the command warns once 
 which helps for buffers under 32 MiB. JPEGSTUDY_ALLOCATOR=system keeps glibc's defaults (to measure them).
 The allocator changes no number: it only decides where freed memory goes.
 
-Memory format. channels_last (NHWC) lets oneDNN run convolutions without reordering: at 224 px, on tcmalloc, it took a
-bare mobilenet_v2 loop from 67 to 92 images/s here (batch 64; 2 threads). Evaluation and throughput's inference use it; training does not. It
-changes the order of floating-point sums inside a convolution: a logit moves in its last bits (same for every run
-on one machine), which can only flip a near-tie. In training those bits compound: the embedded study's mobilenet_v2
-trained channels_last (1.9x faster) ended at 80.6 % clean top-1 instead of 95.2 %, so training keeps NCHW and the
-trained weights stay those of earlier runs, byte for byte.
+Memory format. channels_last (NHWC) lets oneDNN run convolutions without reordering: at 224 px, on tcmalloc, it
+took a bare mobilenet_v2 loop from 67 to 92 images/s here (batch 64; 2 threads). Evaluation and throughput's
+inference use it; training does not. It changes the order of floating-point sums inside a convolution: a logit
+moves in its last bits (same for every run on one machine), which can only flip a near-tie. In training those bits
+compound: the embedded mobilenet_v2 trained channels_last (1.5x faster) ended lower at each of three seeds (80.6,
+68.8, 80.4 % val top-1 against 95.2, 76.0, 83.2), so training keeps NCHW and the trained weights stay those of
+earlier runs, byte for byte.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ What the shared code (evaluate, train.ttac, train.finetune, the CLI, the rules) 
     NAME                               the task's name: its config section, the {task} level of every path
     METRIC                             (field, label): the headline field of its metric rows and how tables say it
     load_reference(path)               -> (model in eval mode, meta with at least "transform" and "classes")
-    save_reference(path, **fields)     writes a (fine-tuned) model as a reference file load_reference reads
+    save_finetuned(path, meta, source, state_dict)
+                                       writes a model trained further from a reference (its load_reference meta) as
+                                       a reference file of its own
     eval_transform(spec)               the model's own preprocessing of a decoded (or corrected) RGB image
     tensor_transform(spec)             its differentiable twin on (N, 3, H, W) batches in [0, 1]
     check_eval_set(manifest, meta, path, reference)

@@ -41,6 +41,7 @@ from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
 from jpegstudy import atomic
+from jpegstudy.data import loader
 from jpegstudy.data.imagenet import WNID
 from jpegstudy.errors import ModelError
 
@@ -641,22 +642,24 @@ NAME = "classification"
 METRIC = ("top1", "Top-1 accuracy")
 
 
+def save_finetuned(path, meta: dict, *, source: str, state_dict: dict) -> None:
+    save_reference(path, arch=meta["arch"], build_kwargs=meta["build_kwargs"], classes=meta["classes"],
+                   transform=meta["transform"], source=source, state_dict=state_dict)
+
+
 def check_eval_set(manifest, meta: dict, path, reference) -> None:
     if manifest.classes != meta["classes"]:
         raise ValueError(f"{path}: its classes differ from those {reference} was trained on")
 
 
-def target_of(entry: dict) -> int:
-    return entry["label"]
-
-
+target_of = loader.label
 collate = torch.utils.data.default_collate  # crops of one size: a batch is one tensor
 
 
 def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | None = None) -> dict:
     """top-1 and top-5 (%), their bootstrap intervals (`confidence`: level, resamples, seed) and each image's
     result in manifest order (kept so intervals, and paired intervals of drops, can be recomputed)."""
-    from jpegstudy import confidence as intervals
+    from jpegstudy import confidence as intervals  # here: scipy.stats takes 0.8 s to import, evaluation alone needs it
 
     correct = {"top1": [], "top5": []}
     for x, y in batches:

@@ -18,6 +18,8 @@ Labels are class index + 1 (0 is the background), as data/coco.to_targets writes
 
 from __future__ import annotations
 
+import io
+
 import torch
 import torchvision
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
@@ -35,7 +37,7 @@ from jpegstudy.tasks import classification, detection_metric
 NAME = "detection"
 METRIC = ("map", "Box mAP@[.5:.95]")
 
-PAPER = {"fasterrcnn_resnet50_fpn": "bbox", "retinanet_resnet50_fpn": "bbox", "maskrcnn_resnet50_fpn": "segm"}
+PAPER = ("fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "maskrcnn_resnet50_fpn")
 EMBEDDED = {"faster_rcnn": FasterRCNN, "retinanet": RetinaNet, "mask_rcnn": MaskRCNN}
 FPN_CHANNELS = 64
 BOX_HEAD_WIDTH = 256
@@ -94,12 +96,15 @@ def save_reference(path, *, arch: str, classes: list[str], image_size: int | Non
                    state_dict: dict, backbone: dict | None = None) -> None:
     """A detector's reference file: what build() needs again (arch, classes, image size, the backbone
     classifier's reference fields without its weights, which the detector's state_dict holds), and the weights."""
-    import io
-
     buf = io.BytesIO()
     torch.save({"task": NAME, "arch": arch, "classes": classes, "image_size": image_size, "transform": transform,
                 "source": source, "backbone": backbone, "state_dict": state_dict}, buf)
     atomic.write_bytes(path, buf.getvalue())
+
+
+def save_finetuned(path, meta: dict, *, source: str, state_dict: dict) -> None:
+    save_reference(path, arch=meta["arch"], classes=meta["classes"], image_size=meta["image_size"],
+                   transform=meta["transform"], source=source, state_dict=state_dict, backbone=meta["backbone"])
 
 
 def load_reference(path) -> tuple[torch.nn.Module, dict]:
