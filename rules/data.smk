@@ -23,6 +23,27 @@ rule prepare_embedded:
         " --size {params.size} --seed {params.seed} --out {output.manifest} > {log} 2>&1"
 
 
+rule prepare_embedded_coco:
+    output:
+        manifest=paths.manifest("{dataset}", "{split}"),
+    wildcard_constraints:
+        dataset=wildcard_names(config["datasets"], kind="embedded_coco"),
+        split="train|val",
+    params:
+        size=lambda w: config["datasets"][w.dataset]["image_size"],
+        images=lambda w: config["datasets"][w.dataset][f"{w.split}_images"],
+        seed=config["seed"],
+    conda:
+        ENV
+    log:
+        paths.log("data", "{dataset}-{split}"),
+    message:
+        "Generating the {wildcards.split} scenes of the embedded detection dataset {wildcards.dataset} (COCO layout)"
+    shell:
+        "jpegstudy prepare-embedded-coco --dataset {wildcards.dataset} --split {wildcards.split}"
+        " --images {params.images} --size {params.size} --seed {params.seed} --out {output.manifest} > {log} 2>&1"
+
+
 rule prepare_imagenet:
     input:
         # Labels of a flat val folder; a train folder has class folders.

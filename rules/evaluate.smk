@@ -5,6 +5,7 @@ rule evaluate:
         unpack(lambda w: dag.evaluation_input(config, w)),
     output:
         metrics=paths.metrics("{task}", "{model}", "{mitigation}"),
+        predictions=directory(paths.predictions("{task}", "{model}", "{mitigation}")),
     wildcard_constraints:
         task=TASK_NAMES,
         mitigation=MITIGATION_NAMES,
@@ -32,7 +33,7 @@ rule evaluate:
         " --reference {input.reference} {params.correctors} --clean {input.clean}"
         " --compressed {params.compressed} --params {params.used:q} --rule evaluate"
         " --batch-size {params.batch_size} --workers {params.workers} --threads {threads}"
-        " --device {params.device} --out {output.metrics} > {log} 2>&1"
+        " --device {params.device} --out {output.metrics} --predictions {output.predictions} > {log} 2>&1"
 
 
 rule throughput_classification:

@@ -62,3 +62,40 @@ rule resolve_model:
     shell:
         "jpegstudy resolve-model --arch {params.arch:q} --weights {params.weights:q} --classes-from {input.classes}"
         " --transform {params.transform:q} --out {output.model} > {log} 2>&1"
+
+
+if "detection" in config:
+    DET = config["detection"]
+
+    rule train_detector:
+        input:
+            train=paths.manifest(DET["dataset"], "train"),
+            backbone=lambda w: paths.reference("classification", DET["models"][w.model]["backbone"]),
+        output:
+            model=paths.reference("detection", "{model}"),
+        wildcard_constraints:
+            model=wildcard_names(DET["models"], weights="train"),
+        params:
+            arch=lambda w: DET["models"][w.model].get("arch", w.model),
+            train=lambda w: as_json(
+                {
+                    **DET["models"][w.model]["train"],
+                    "seed": config["seed"],
+                    "image_size": config["datasets"][DET["dataset"]]["image_size"],
+                }
+            ),
+            device=config["device"],
+        threads: config["threads"]
+        resources:
+            mem_mb=3000,
+        conda:
+            ENV
+        log:
+            paths.log("models", "detection-{model}"),
+        benchmark:
+            paths.benchmark("models", "detection-{model}")
+        message:
+            "Training the detector {wildcards.model} on {input.train}, its backbone from {input.backbone}"
+        shell:
+            "jpegstudy train-detector --arch {params.arch} --backbone {input.backbone} --train {input.train}"
+            " --params {params.train:q} --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"

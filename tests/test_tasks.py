@@ -1,6 +1,7 @@
 """The task interface (jpegstudy.tasks): the registry, and what shared code asks of every task module."""
 
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,11 +33,16 @@ def test_classification_scores_batches_as_top1_and_top5():
     c = tasks.get("classification")
     logits = torch.tensor([[5.0, 1, 0, 0, 0, 0], [0, 5.0, 4, 3, 2, 1], [0, 1, 2, 3, 4, 5.0]])
     labels = torch.tensor([0, 2, 0])  # right; second-highest; lowest of six (outside the top 5)
-    scores = c.score(lambda x: x, None, [(logits[:2], labels[:2]), (logits[2:], labels[2:])], "cpu",
+    manifest = SimpleNamespace(images=[{"path": f"{i}.png", "label": int(y)} for i, y in enumerate(labels)])
+    scores = c.score(lambda x: x, manifest, [(logits[:2], labels[:2]), (logits[2:], labels[2:])], "cpu",
                      {"resamples": 50, "seed": 0})
     assert scores["n_images"] == 3
     assert scores["top1"] == pytest.approx(100 / 3) and scores["top5"] == pytest.approx(200 / 3)
     assert scores["per_image"] == {"top1": "100", "top5": "110"}
+    # the five most likely classes, best first (the first row's last four tie at 0: any order)
+    assert [p["path"] for p in scores["predictions"]] == ["0.png", "1.png", "2.png"]
+    assert [p["top5"] for p in scores["predictions"][1:]] == [[1, 2, 3, 4, 5], [5, 4, 3, 2, 1]]
+    assert scores["predictions"][0]["top5"][:2] == [0, 1]
 
 
 def test_ttac_loss_averages_each_feature_level_alike():

@@ -26,6 +26,17 @@ def cmd_prepare_embedded(a) -> None:
     print(f"{out}: {len(manifest.images)} images in {len(manifest.classes)} classes")
 
 
+def cmd_prepare_embedded_coco(a) -> None:
+    from jpegstudy import atomic
+    from jpegstudy.data import embedded
+
+    out = Path(a.out)  # .../{split}/manifest.json; the images and annotations go beside it
+    with atomic.output_dir(out.parent) as tmp:
+        manifest = embedded.write_coco_split(tmp, a.split, a.images, a.size, a.seed, dataset=a.dataset)
+        manifest.write(tmp / out.name)
+    print(f"{out}: {len(manifest.images)} scenes of {len(manifest.classes)} object categories")
+
+
 def cmd_prepare_imagenet(a) -> None:
     from jpegstudy.data import imagenet
 
@@ -59,6 +70,30 @@ def cmd_train_reference(a) -> None:
                             weight_decay=p["weight_decay"], seed=p["seed"], device=a.device)
     classification.save_reference(a.out, arch=a.arch, build_kwargs={}, classes=train.classes, transform=transform,
                                   source="train", state_dict=model.state_dict())
+
+
+def cmd_train_detector(a) -> None:
+    import torch
+
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import classification, detection
+    from jpegstudy.train import detector, loop
+
+    torch.set_num_threads(a.threads)
+    p = _json(a.params)
+    train = manifests.read(a.train)
+    if train.source.get("layout") != "coco":
+        raise ValueError(f"{a.train}: not a COCO-layout split (no annotations file); a detector trains on boxes")
+    size = p["image_size"]
+    classifier, backbone = classification.load_reference(a.backbone)
+    model = detection.build(a.arch, len(train.classes), size, classifier)
+    model = detector.train(model, a.arch, train, out=a.out, epochs=p["epochs"], batch_size=p["batch_size"],
+                           lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"], device=a.device)
+    backbone_fields = {k: backbone[k] for k in ("arch", "build_kwargs", "classes") if k in backbone}
+    detection.save_reference(a.out, arch=a.arch, classes=train.classes, image_size=size, transform={},
+                             source=f"train (backbone {a.backbone})", state_dict=model.state_dict(),
+                             backbone=backbone_fields)
+    loop.finish(a.out)
 
 
 def cmd_resolve_model(a) -> None:
@@ -97,6 +132,11 @@ def cmd_evaluate(a) -> None:
         task=a.task, model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
         params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device,
         mitigation=a.mitigation, corrector_files=_by_quality(a.corrector), confidence=_confidence(_json(a.params)))
+    predictions = result.pop("predictions")
+    if a.predictions:
+        with atomic.output_dir(a.predictions) as tmp:
+            for name, content in predictions.items():
+                atomic.write_json(tmp / f"{name}.json", content)
     atomic.write_json(a.out, result)
 
 
@@ -314,6 +354,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the manifest to write; images go in its folder")
     s.set_defaults(func=cmd_prepare_embedded)
 
+    s = sub.add_parser("prepare-embedded-coco", help="generate one split of the embedded detection scenes (COCO layout)")
+    s.add_argument("--dataset", default="scenes", help="the dataset's name in config")
+    s.add_argument("--split", required=True)
+    s.add_argument("--images", type=int, required=True, help="scenes to generate")
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="the manifest to write; images and annotations go in its folder")
+    s.set_defaults(func=cmd_prepare_embedded_coco)
+
     s = sub.add_parser("prepare-imagenet", help="reference an ImageNet-layout folder in place through a manifest")
     s.add_argument("--dataset", default="imagenet", help="the dataset's name in config")
     s.add_argument("--root", required=True, help="the split's folder: class folders, or flat with --ground-truth")
@@ -340,6 +389,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train_reference)
 
+    s = sub.add_parser("train-detector", help="train an embedded detector on a COCO-layout training split")
+    s.add_argument("--arch", required=True, choices=["faster_rcnn", "mask_rcnn"])
+    s.add_argument("--backbone", required=True, help="the reference file of the classifier whose weights start it")
+    s.add_argument("--train", required=True, help="the training split's manifest")
+    s.add_argument("--params", required=True, help="JSON: epochs, batch_size, lr, weight_decay, seed, image_size")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_train_detector)
+
     s = sub.add_parser("resolve-model", help="resolve torchvision weights or a checkpoint into a reference file")
     s.add_argument("--arch", required=True, help=ARCH_HELP)
     s.add_argument("--weights", required=True, help="torchvision weights name (IMAGENET1K_V1) or checkpoint path")
@@ -364,6 +423,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True)
+    s.add_argument("--predictions", help="a folder to write the predictions on each set in (clean.json, q10.json, ...)")
     s.set_defaults(func=cmd_evaluate)
 
     def trainer(name: str, help: str, func):
@@ -473,7 +533,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 # The commands that run a network: they start with the faster allocator (jpegstudy.cpu says why).
-NETWORK_COMMANDS = {"train-reference", "train-corrector", "train-ttac", "finetune", "evaluate", "throughput",
+NETWORK_COMMANDS = {"train-reference", "train-detector", "train-corrector", "train-ttac", "finetune", "evaluate", "throughput",
                     "gradcam", "qualitative"}
 
 

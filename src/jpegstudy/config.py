@@ -80,10 +80,47 @@ def check_semantics(config: dict) -> None:
     if cls["dataset"] not in config["datasets"]:
         raise ConfigError(f"config classification.dataset: {cls['dataset']!r} is not one of datasets "
                           f"({', '.join(config['datasets']) or 'none defined'})")
-    kind = config["datasets"][cls["dataset"]]["kind"]
+    if config["datasets"][cls["dataset"]]["kind"] not in CLASSIFICATION_KINDS:
+        raise ConfigError(f"config classification.dataset: {cls['dataset']!r} is a "
+                          f"{config['datasets'][cls['dataset']]['kind']} dataset; classifiers need one of kind "
+                          f"{' or '.join(CLASSIFICATION_KINDS)}")
     for name, model in cls["models"].items():
         check_model(name, model, config["datasets"][cls["dataset"]], cls["dataset"])
+    if "detection" in config:
+        check_detection(config)
     check_mitigations(config)
+
+
+CLASSIFICATION_KINDS = ("embedded", "imagenet")
+DETECTION_KINDS = ("embedded_coco", "coco")
+
+
+def check_detection(config: dict) -> None:
+    """The detection section's references: its dataset's kind, each detector's backbone classifier."""
+    det, classifiers = config["detection"], config["classification"]["models"]
+    if det["dataset"] not in config["datasets"]:
+        raise ConfigError(f"config detection.dataset: {det['dataset']!r} is not one of datasets "
+                          f"({', '.join(config['datasets'])})")
+    kind = config["datasets"][det["dataset"]]["kind"]
+    if kind not in DETECTION_KINDS:
+        raise ConfigError(f"config detection.dataset: {det['dataset']!r} is a {kind} dataset; detectors need one "
+                          f"of kind {' or '.join(DETECTION_KINDS)} (boxes and masks)")
+    for name, model in det["models"].items():
+        key = f"config detection.models.{name}"
+        arch = model.get("arch", name)
+        if arch not in ("faster_rcnn", "mask_rcnn"):
+            raise ConfigError(f"{key}: {arch!r} is not a detector (give arch: faster_rcnn or mask_rcnn)")
+        if kind != "embedded_coco":
+            raise ConfigError(f"{key}.weights: 'train' is for embedded_coco datasets only")
+        backbone = model["backbone"]
+        if backbone not in classifiers:
+            raise ConfigError(f"{key}.backbone: {backbone!r} is not one of classification.models "
+                              f"({', '.join(classifiers)})")
+        if parse_arch(classifiers[backbone].get("arch", backbone)).name not in RESNETS:
+            raise ConfigError(f"{key}.backbone: {backbone!r} is not a ResNet (the FPN takes layer2-layer4)")
+
+
+RESNETS = ("resnet18", "resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x8d")
 
 
 def check_model(name: str, model: dict, dataset: dict, dataset_name: str) -> None:
@@ -159,8 +196,8 @@ def mitigation_inputs(config: dict, model: str, mitigation: str, task: str = "cl
         correctors = {None: paths.offtheshelf("qgac")}
     elif mitigation == "ttac":
         correctors = {None: paths.ttac("qgac", task, model)}
-    elif mitigation.startswith("transfer-"):
-        correctors = {None: paths.ttac("qgac", task, mitigation.removeprefix("transfer-"))}
+    elif mitigation.startswith("transfer-"):  # always a classifier's corrector: across models, or across tasks
+        correctors = {None: paths.ttac("qgac", "classification", mitigation.removeprefix("transfer-"))}
     elif mitigation.endswith(("-offtheshelf", "-ttac")):
         network, how = mitigation.rsplit("-", 1)
         qualities = config[task]["ac_comparison"]["qualities"]
@@ -177,25 +214,33 @@ def train_dataset(config: dict, task: str = "classification") -> str:
     return cls.get("train_dataset") or cls["dataset"]
 
 
+def _check_train_split(config: dict, key: str, name: str, kinds: tuple[str, ...], task: str) -> None:
+    if name not in config["datasets"]:
+        raise ConfigError(f"config {key}: {name!r} is not one of datasets ({', '.join(config['datasets'])})")
+    ds = config["datasets"][name]
+    if ds["kind"] not in kinds:
+        raise ConfigError(f"config {key}: {name!r} is a {ds['kind']} dataset; {task} trains on "
+                          f"{' or '.join(kinds)} data")
+    if not ds["kind"].startswith("embedded") and not ds.get("train"):
+        raise ConfigError(f"config datasets.{name}.train: the mitigations train on {name}'s train split; give "
+                          f"its folder, or leave {task}.mitigations empty")
+
+
 def check_mitigations(config: dict) -> None:
     """The mitigation keys that refer to other keys: models, datasets with a train split, files."""
     cls, correction = config["classification"], config["correction"]
-    wanted = set(cls["mitigations"])
-    if not wanted:
-        return
-    for key, name in (("classification.train_dataset", train_dataset(config)), ("correction.dataset",
-                                                                                 correction["dataset"])):
-        if name not in config["datasets"]:
-            raise ConfigError(f"config {key}: {name!r} is not one of datasets ({', '.join(config['datasets'])})")
-        ds = config["datasets"][name]
-        if ds["kind"] != "embedded" and not ds.get("train"):
-            raise ConfigError(f"config datasets.{name}.train: the mitigations train on {name}'s train split; give "
-                              f"its folder, or leave classification.mitigations empty")
-    if "transfer" in wanted:
-        for src in cls["transfer_from"]:
-            if src not in cls["models"]:
-                raise ConfigError(f"config classification.transfer_from: {src!r} is not one of classification.models")
-    if "ac_comparison" in wanted:
+    kinds = {"classification": CLASSIFICATION_KINDS, "detection": DETECTION_KINDS}
+    for task in study_tasks(config):
+        section = config[task]
+        if not section["mitigations"]:
+            continue
+        _check_train_split(config, f"{task}.train_dataset", train_dataset(config, task), kinds[task], task)
+        _check_train_split(config, "correction.dataset", correction["dataset"], CLASSIFICATION_KINDS, "correction")
+        if "transfer" in section["mitigations"]:
+            for src in section["transfer_from"]:
+                if src not in cls["models"]:
+                    raise ConfigError(f"config {task}.transfer_from: {src!r} is not one of classification.models")
+    if "ac_comparison" in cls["mitigations"]:
         ac = cls["ac_comparison"]
         if ac["model"] not in cls["models"]:
             raise ConfigError(f"config classification.ac_comparison.model: {ac['model']!r} is not one of "
@@ -204,7 +249,7 @@ def check_mitigations(config: dict) -> None:
             if q not in config["qualities"]:
                 raise ConfigError(f"config classification.ac_comparison.qualities: {q} is not one of qualities")
     qgac = correction["qgac"]
-    if qgac["weights"] != "train":
+    if qgac["weights"] != "train" and any(config[task]["mitigations"] for task in study_tasks(config)):
         for key in ("weights", "stats"):
             if qgac.get(key) and not Path(qgac[key]).is_file():
                 raise ConfigError(f"config correction.qgac.{key}: {qgac[key]} does not exist")
@@ -220,10 +265,16 @@ def mitigation_config(config: dict, mitigation: str, task: str = "classification
     elif mitigation != "none":
         network = mitigation.split("-")[0] if mitigation.endswith(("-offtheshelf", "-ttac")) else "qgac"
         out = {f"correction.{network}": correction[network], "correction.dataset": correction["dataset"]}
-        if mitigation.startswith("transfer-") or mitigation.endswith("ttac"):
+        if mitigation.endswith("ttac"):
             out[f"{task}.mitigate"] = {**shared, "ttac": cls["mitigate"]["ttac"]}
+        elif mitigation.startswith("transfer-"):  # the corrector was task-targeted on a classifier
+            source = config["classification"]["mitigate"]
+            out["classification.mitigate"] = {**{k: v for k, v in source.items() if not isinstance(v, dict)},
+                                              "ttac": source["ttac"]}
         if network != "qgac":
             out[f"{task}.ac_comparison"] = cls["ac_comparison"]
-    if mitigation != "none" and not mitigation.endswith("offtheshelf"):  # trained on the task's train split
+    if mitigation.startswith("transfer-"):
+        out["classification.train_dataset"] = train_dataset(config, "classification")
+    elif mitigation != "none" and not mitigation.endswith("offtheshelf"):  # trained on the task's train split
         out[f"{task}.train_dataset"] = train_dataset(config, task)
     return out

@@ -2,8 +2,9 @@
 
 Writes one metric file: {"task", "model", "mitigation", "rows": [...]}, one row per quality (None for the clean
 reference), each with the task's metric fields (tasks/: classification's top-1, top-5 and their bootstrap intervals
-top1_low, top1_high, ...), n_images, each image's result (per_image), its provenance record and a row id. The code
-here is task-blind: the task module loads the model, transforms the images and scores the batches.
+top1_low, top1_high, ...), n_images, each image's result (per_image), its provenance record and a row id; and beside
+it the predictions on each set (classification: each image's top-5 classes; detection: a COCO results file). The
+code here is task-blind: the task module loads the model, transforms the images and scores the batches.
 
 Mitigations reach evaluation in two ways: a fine-tuned model is just another reference file; a corrector runs on
 each decoded JPEG before the model's own transform (the order is the paper's). The clean reference never goes
@@ -111,7 +112,7 @@ def evaluate(*, task: str = "classification", model_name: str, reference: str, c
         if missing:
             raise ValueError(f"{mitigation}: correctors for Q={missing} but no compressed set at that quality")
         compressed = {q: p for q, p in compressed.items() if q in corrector_by_quality}
-    rows = []
+    rows, predictions = [], {}
     for quality, path in [(None, clean)] + sorted(compressed.items()):
         m = manifests.read(path)
         t.check_eval_set(m, meta, path, reference)
@@ -121,6 +122,7 @@ def evaluate(*, task: str = "classification", model_name: str, reference: str, c
         label = "clean" if quality is None else f"Q={quality}"
         scores = task_scores(t, model, m, transform, dev, batch_size, workers, f"{model_name} {label}", corrector,
                              confidence)
+        predictions["clean" if quality is None else f"q{quality}"] = scores.pop("predictions")
         row = {"task": task, "model": model_name, "mitigation": mitigation, "dataset": m.dataset,
                "quality": quality, **scores}
         used = {**weights, **provenance.file_inputs({"manifest": path}), **corrector_input}
@@ -133,4 +135,4 @@ def evaluate(*, task: str = "classification", model_name: str, reference: str, c
         print(f"{model_name} {mitigation} {label}: {what} {scores[field]:.2f} "
               f"[{scores[f'{field}_low']:.2f}, {scores[f'{field}_high']:.2f}] ({scores['n_images']} images)",
               flush=True)
-    return {"task": task, "model": model_name, "mitigation": mitigation, "rows": rows}
+    return {"task": task, "model": model_name, "mitigation": mitigation, "rows": rows, "predictions": predictions}

@@ -18,6 +18,12 @@ def metrics(task: str, model: str, mitigation: str) -> str:
     return f"{RESULTS}/metrics/{task}/{model}/{mitigation}.json"
 
 
+def predictions(task: str, model: str, mitigation: str) -> str:
+    """A folder beside the metric file: the model's predictions on each eval set (clean.json, q{quality}.json);
+    detection's are COCO results files."""
+    return f"{RESULTS}/predictions/{task}/{model}/{mitigation}"
+
+
 def log(stage: str, name: str) -> str:
     return f"{RESULTS}/logs/{stage}/{name}.log"
 

@@ -1,4 +1,4 @@
-"""Training images for the mitigations: lossless originals, augmented, in a seeded random order.
+"""Training images for the mitigations (and the detectors): lossless originals, augmented, in a seeded random order.
 
 They are never compressed on disk: the training loops compress every batch on the fly (correction.inputs).
 """
@@ -9,6 +9,8 @@ import itertools
 
 import torch
 from torchvision import transforms as T
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from jpegstudy.data.images import load_rgb
 from jpegstudy.data.manifest import Manifest
@@ -35,6 +37,52 @@ class TrainingImages(torch.utils.data.Dataset):
         return T.functional.pil_to_tensor(t(image)), self.manifest.images[i]["label"]
 
 
+class DetectionTrainingImages(torch.utils.data.Dataset):
+    """(uint8 (3, H, W) image, torchvision detection target) of a COCO-layout split: its boxes, labels and masks
+    (data/coco.to_targets: crowd regions and degenerate boxes are not targets), flipped at random with the image;
+    with `crop`, resized to crop x crop first. torchvision.transforms.v2 moves the boxes and masks with the pixels."""
+
+    def __init__(self, manifest: Manifest, crop: int | None = None):
+        from jpegstudy.data import coco  # pycocotools: only detection data needs it
+
+        self.manifest = manifest
+        self.coco = coco.load_annotations(manifest)
+        self.to_targets = coco.to_targets
+        steps = [v2.Resize((crop, crop))] if crop is not None else []
+        self.transform = v2.Compose([*steps, v2.RandomHorizontalFlip()])
+
+    def __len__(self) -> int:
+        return len(self.manifest.images)
+
+    def __getitem__(self, i: int):
+        entry = self.manifest.images[i]
+        image = T.functional.pil_to_tensor(load_rgb(self.manifest.path_of(i), entry.get("sha256")))
+        target = self.to_targets(self.coco, entry["id"], self.manifest.source["category_ids"])
+        boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
+        masks = tv_tensors.Mask(target["masks"]) if "masks" in target else None
+        image, boxes, masks = self.transform(tv_tensors.Image(image), boxes, masks)
+        out = {"boxes": boxes.as_subclass(torch.Tensor), "labels": target["labels"]}
+        if masks is not None:
+            out["masks"] = masks.as_subclass(torch.Tensor)
+        return image.as_subclass(torch.Tensor), out
+
+
+def _stack_detection(items):
+    """(images stacked, their targets as a list): the correctors and the JPEG round trip take one tensor."""
+    sizes = {tuple(image.shape) for image, _ in items}
+    if len(sizes) > 1:
+        raise ValueError(f"detection training images of different sizes {sorted(sizes)[:2]} in one batch; set the "
+                         f"task's mitigate.crop to resize them to one square")
+    return torch.stack([image for image, _ in items]), [target for _, target in items]
+
+
+def training_set(manifest: Manifest, crop: int | None = None):
+    """The training items of a split, by its layout: COCO's (detection targets) or a classification split's."""
+    if manifest.source.get("layout") == "coco":
+        return DetectionTrainingImages(manifest, crop), _stack_detection
+    return TrainingImages(manifest, crop), None
+
+
 def steps_per_epoch(manifest: Manifest, batch_size: int, images_per_epoch: int | None = None) -> int:
     images = len(manifest.images) if images_per_epoch is None else min(images_per_epoch, len(manifest.images))
     return max(images // batch_size, 1)
@@ -48,6 +96,7 @@ def batches(manifest: Manifest, *, batch_size: int, generator: torch.Generator, 
         raise ValueError(f"{manifest.location}: {len(manifest.images)} training images, fewer than one batch of "
                          f"{batch_size}")
     # drop_last: batch norm cannot train on a last batch of one image, and every step then sees batch_size images.
-    loader = torch.utils.data.DataLoader(TrainingImages(manifest, crop), batch_size=batch_size, shuffle=True,
-                                         generator=generator, num_workers=workers, drop_last=True)
+    items, collate = training_set(manifest, crop)
+    loader = torch.utils.data.DataLoader(items, batch_size=batch_size, shuffle=True, generator=generator,
+                                         num_workers=workers, drop_last=True, collate_fn=collate)
     return itertools.islice(loader, steps_per_epoch(manifest, batch_size, images_per_epoch))

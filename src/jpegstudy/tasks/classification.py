@@ -657,16 +657,19 @@ collate = torch.utils.data.default_collate  # crops of one size: a batch is one 
 
 
 def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | None = None) -> dict:
-    """top-1 and top-5 (%), their bootstrap intervals (`confidence`: level, resamples, seed) and each image's
-    result in manifest order (kept so intervals, and paired intervals of drops, can be recomputed)."""
+    """top-1 and top-5 (%), their bootstrap intervals (`confidence`: level, resamples, seed), each image's result
+    in manifest order (kept so intervals, and paired intervals of drops, can be recomputed) and its five most likely
+    class indices (predictions)."""
     from jpegstudy import confidence as intervals  # here: scipy.stats takes 0.8 s to import, evaluation alone needs it
 
     correct = {"top1": [], "top5": []}
+    top5 = []
     for x, y in batches:
         logits = model(x.to(device))
         y = y.to(device)
         for field, k in (("top1", 1), ("top5", 5)):
             correct[field].append(topk_correct(logits, y, k).cpu())
+        top5 += logits.topk(min(5, logits.shape[1]), dim=1).indices.tolist()
     scores = {"n_images": 0}
     for field, parts in correct.items():
         hits = torch.cat(parts).numpy()
@@ -674,7 +677,9 @@ def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | 
         scores[field] = 100.0 * int(hits.sum()) / len(hits)
         scores[f"{field}_low"], scores[f"{field}_high"] = intervals.accuracy_interval(hits, **(confidence or {}))
         correct[field] = intervals.encode(hits)
-    return {**scores, "per_image": correct}
+    predictions = [{"path": entry["path"], "label": entry["label"], "top5": classes}
+                   for entry, classes in zip(manifest.images, top5)]
+    return {**scores, "per_image": correct, "predictions": predictions}
 
 
 def ttac_target(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -152,7 +152,8 @@ def collate(items) -> tuple[list[torch.Tensor], list[int]]:
 
 def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | None = None) -> dict:
     """COCO box mAP (and mask mAP for Mask R-CNN) of one eval set: COCOeval's 12 stats (%), bootstrap intervals of
-    AP, AP50, AP75 over images, and the per-image records they are recomputed from."""
+    AP, AP50, AP75 over images, the per-image records they are recomputed from, and the detections as a COCO
+    results list (predictions)."""
     from jpegstudy.data import coco
 
     predictions = {}
@@ -175,7 +176,7 @@ def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | 
             fields[f"{prefix}{name.lower()}_low"], fields[f"{prefix}{name.lower()}_high"] = low, high
         per_image[iou_type] = record
     fields["map"], fields["map_low"], fields["map_high"] = fields["ap"], fields["ap_low"], fields["ap_high"]
-    return {**fields, "per_image": per_image}
+    return {**fields, "per_image": per_image, "predictions": results}
 
 
 def ttac_target(model: torch.nn.Module, x: torch.Tensor) -> dict:

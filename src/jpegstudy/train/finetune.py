@@ -15,6 +15,13 @@ from jpegstudy.devices import pick_device
 from jpegstudy.train import loop
 
 
+def to_device(targets, device):
+    """A batch's targets on the device: a label tensor, or a list of detection target dicts."""
+    if isinstance(targets, torch.Tensor):
+        return targets.to(device)
+    return [{k: v.to(device) for k, v in target.items()} for target in targets]
+
+
 def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, out, epochs: int, batch_size: int,
           lr: float, lr_min: float, momentum: float, weight_decay: float, seed: int, crop: int | None = None,
           workers: int = 0, device: str = "cpu", task: str = "classification") -> torch.nn.Module:
@@ -31,7 +38,7 @@ def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, o
         for images, labels in training.batches(manifest, batch_size=batch_size, generator=generator, crop=crop,
                                                workers=workers):
             x = inputs.decoded(images, inputs.draw_qualities(len(images), generator)).to(dev)
-            loss = t.finetune_loss(model, transform(x), labels.to(dev))
+            loss = t.finetune_loss(model, transform(x), to_device(labels, dev))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
