@@ -58,6 +58,10 @@ if {"finetune", "ttac"} <= REPORT_WANTED:
     REPORT_TARGETS += expand(paths.figure("summary_classification", "{ext}"), ext=["pdf", "png"])
 if "ac_comparison" in REPORT_WANTED:
     REPORT_TARGETS.append(paths.table("ac_comparison"))
+DETECTION_TABLES = dag.detection_tables(config)
+REPORT_TARGETS += [paths.table(name) for name in DETECTION_TABLES]
+DETECTION_FIGURES = dag.detection_figures(config)
+REPORT_TARGETS += [paths.figure(name, ext) for name in DETECTION_FIGURES for ext in ("pdf", "png")]
 REPORT_TARGETS += [paths.table("reference"), paths.table("throughput")]
 REPORT_TARGETS += expand(paths.figure("throughput_classification", "{ext}"), ext=["pdf", "png"])
 REPORT_TARGETS += expand(paths.figure("model_classification_{model}", "{ext}"), model=list(CLS_MODELS),
@@ -118,6 +122,29 @@ rule table_classification_top5:
         "Writing the classification table (top-5, every model and mitigation)"
     shell:
         "jpegstudy table {input.metrics} --field top5 --params {params.table:q} --out {output.table}"
+        " --html {output.html} > {log} 2>&1"
+
+
+rule table_detection:
+    input:
+        metrics=lambda w: DETECTION_TABLES[w.name][1],
+        template=template("classification_table.tex.j2"),
+    output:
+        table=paths.table("{name}"),
+        html=dag.table_page("{name}", "detection_table"),
+    wildcard_constraints:
+        name="|".join(DETECTION_TABLES) or "(?!)",
+    params:
+        field=lambda w: DETECTION_TABLES[w.name][0],
+        table=as_json({"intervals": config["report"]["intervals"]}),
+    conda:
+        ENV
+    log:
+        paths.log("report", "table-{name}"),
+    message:
+        "Writing the {wildcards.name} table ({params.field}, every detector and mitigation)"
+    shell:
+        "jpegstudy table {input.metrics} --field {params.field} --params {params.table:q} --out {output.table}"
         " --html {output.html} > {log} 2>&1"
 
 
@@ -211,6 +238,30 @@ rule figure_drop_classification:
         "Plotting the drop in top-1 accuracy against JPEG quality (Figure 3)"
     shell:
         "jpegstudy figure {input.metrics} --params {params.figure:q} --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule figure_detection:
+    input:
+        metrics=lambda w: DETECTION_FIGURES[w.name][1],
+    output:
+        pdf=paths.figure("{name}", "pdf"),
+        png=dag.figure_png("{name}", "{name}", "Figures"),
+    wildcard_constraints:
+        name="|".join(DETECTION_FIGURES) or "(?!)",
+    params:
+        kind=lambda w: DETECTION_FIGURES[w.name][0],
+        figure=as_json(
+            {**config["report"]["figure"], "field": "map", "confidence": {**config["confidence"], "seed": config["seed"]}}
+        ),
+    conda:
+        ENV
+    log:
+        paths.log("report", "figure-{name}"),
+    message:
+        "Plotting {wildcards.name}: box mAP against JPEG quality (Figure 3 or 4, detection)"
+    shell:
+        "jpegstudy figure --kind {params.kind} {input.metrics} --params {params.figure:q}"
+        " --out {output.pdf} {output.png} > {log} 2>&1"
 
 
 rule figure_mitigation_classification:
@@ -315,7 +366,7 @@ rule figure_throughput_classification:
 rule study_pdf:
     input:
         pieces=list(STUDY_PIECES.values()),
-        metrics=ALL_METRICS + THROUGHPUT,
+        metrics=ALL_METRICS + THROUGHPUT + dag.task_metrics(config, "detection"),
         template=template("study.tex.j2"),
     output:
         pdf=report(paths.study_pdf(), caption="captions/study_pdf.rst", category="Study PDF"),

@@ -51,6 +51,46 @@ def test_smoke_study_makes_table_figure_and_metrics(smoke_runs):
         assert manifest["source"]["quality"] == q and manifest["images"][0]["path"].endswith(".jpg")
 
 
+def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(smoke_runs, capsys):
+    from pycocotools.coco import COCO
+
+    from jpegstudy.tasks import detection_metric
+
+    workdir = smoke_runs[0]
+    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    mitigations = ("none", "finetune", "offtheshelf", "ttac", "transfer-mobilenet_v2")
+    gt = COCO(str(workdir / "results/data/scenes/val/annotations/instances_val.json"))
+    rows = {}
+    for mitigation in mitigations:
+        result = json.loads((workdir / f"results/metrics/detection/mask_rcnn/{mitigation}.json").read_text())
+        assert [r["quality"] for r in result["rows"]] == [None, *smoke["qualities"]]
+        predictions = workdir / "results/predictions/detection/mask_rcnn" / mitigation
+        assert sorted(p.name for p in predictions.iterdir()) == sorted(
+            ["clean.json", *(f"q{q}.json" for q in smoke["qualities"])])
+        for row in result["rows"]:
+            rows[row["id"]] = row
+            assert row["task"] == "detection" and row["n_images"] == 4 and row["map"] == row["ap"]
+            # the predictions file is a COCO results file: COCOeval on it gives the row's numbers again
+            name = "clean" if row["quality"] is None else f"q{row['quality']}"
+            results = json.loads((predictions / f"{name}.json").read_text())
+            for iou_type, prefix in (("bbox", ""), ("segm", "mask_")):
+                stats, _ = detection_metric.evaluate_map(gt, results, iou_type)
+                assert stats["AP"] == pytest.approx(row[f"{prefix}ap"], abs=1e-9)
+    # the transferred corrector is the classifier's, trained once for classification
+    transfer = json.loads((workdir / "results/metrics/detection/mask_rcnn/transfer-mobilenet_v2.json").read_text())
+    assert transfer["rows"][1]["provenance"]["inputs"]["corrector"]["path"].endswith(
+        "qgac/ttac/classification-mobilenet_v2.pt")
+    for name, field in (("detection", "map"), ("detection_mask", "mask_ap")):
+        table = workdir / "reports" / "tables" / f"{name}.tex"
+        printed = re.findall(r"\\jsrec\{(\w+)/(\w+)\}\{([^}]*)\}", table.read_text())
+        assert sorted(r for r, f, _ in printed if f == field) == sorted(rows)
+        for row_id, printed_field, text in printed:
+            assert text == fmt(rows[row_id][printed_field])
+        assert audit.audit(str(table), str(workdir / "results/metrics"))
+    for name in ("drop_detection", "mitigation_detection"):
+        assert (workdir / "reports" / "figures" / f"{name}.png").stat().st_size > 1000
+
+
 def test_table_numbers_equal_the_metric_rows(smoke_runs, capsys):
     workdir = smoke_runs[0]
     rows = {}
@@ -92,7 +132,10 @@ def test_two_runs_give_identical_metrics_models_and_reports(smoke_runs):
                 "results/models/correction/qgac/ttac/classification-resnet18.pt",
                 "results/models/correction/idcn/q10/ttac/classification-mobilenet_v2.pt",
                 "reports/tables/ac_comparison.tex", "reports/figures/mitigation_classification.png",
-                "reports/figures/drop_classification.pdf", "reports/figures/drop_classification.png"):
+                "reports/figures/drop_classification.pdf", "reports/figures/drop_classification.png",
+                "results/models/detection/mask_rcnn/reference.pt", "results/models/detection/mask_rcnn/finetune.pt",
+                "results/models/correction/qgac/ttac/detection-mask_rcnn.pt", "reports/tables/detection_mask.tex",
+                "results/predictions/detection/mask_rcnn/ttac/q10.json"):
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     for model in ("resnet18", "mobilenet_v2"):
         ref = f"results/models/classification/{model}/reference.pt"

@@ -81,8 +81,8 @@ def check_semantics(config: dict) -> None:
         raise ConfigError(f"config classification.dataset: {cls['dataset']!r} is not one of datasets "
                           f"({', '.join(config['datasets']) or 'none defined'})")
     if config["datasets"][cls["dataset"]]["kind"] not in CLASSIFICATION_KINDS:
-        raise ConfigError(f"config classification.dataset: {cls['dataset']!r} is a "
-                          f"{config['datasets'][cls['dataset']]['kind']} dataset; classifiers need one of kind "
+        raise ConfigError(f"config classification.dataset: {cls['dataset']!r} is a dataset of kind "
+                          f"{config['datasets'][cls['dataset']]['kind']}; classifiers need one of kind "
                           f"{' or '.join(CLASSIFICATION_KINDS)}")
     for name, model in cls["models"].items():
         check_model(name, model, config["datasets"][cls["dataset"]], cls["dataset"])
@@ -103,8 +103,8 @@ def check_detection(config: dict) -> None:
                           f"({', '.join(config['datasets'])})")
     kind = config["datasets"][det["dataset"]]["kind"]
     if kind not in DETECTION_KINDS:
-        raise ConfigError(f"config detection.dataset: {det['dataset']!r} is a {kind} dataset; detectors need one "
-                          f"of kind {' or '.join(DETECTION_KINDS)} (boxes and masks)")
+        raise ConfigError(f"config detection.dataset: {det['dataset']!r} is a dataset of kind {kind}; detectors "
+                          f"need one of kind {' or '.join(DETECTION_KINDS)} (boxes and masks)")
     for name, model in det["models"].items():
         key = f"config detection.models.{name}"
         arch = model.get("arch", name)
@@ -219,7 +219,7 @@ def _check_train_split(config: dict, key: str, name: str, kinds: tuple[str, ...]
         raise ConfigError(f"config {key}: {name!r} is not one of datasets ({', '.join(config['datasets'])})")
     ds = config["datasets"][name]
     if ds["kind"] not in kinds:
-        raise ConfigError(f"config {key}: {name!r} is a {ds['kind']} dataset; {task} trains on "
+        raise ConfigError(f"config {key}: {name!r} is a dataset of kind {ds['kind']}; {task} trains on "
                           f"{' or '.join(kinds)} data")
     if not ds["kind"].startswith("embedded") and not ds.get("train"):
         raise ConfigError(f"config datasets.{name}.train: the mitigations train on {name}'s train split; give "

@@ -93,6 +93,39 @@ def throughput_correctors(config: dict) -> dict:
     return out
 
 
+def task_metrics(config: dict, task: str, models=None, mitigations=None) -> list[str]:
+    """The metric files of `task` the study evaluates, models in config order: of `models` and `mitigations` only,
+    when given; none when the study has no such task."""
+    if task not in config:
+        return []
+    return [paths.metrics(task, model, m) for model, ms in study_mitigations(config, task).items()
+            if models is None or model in models for m in ms if mitigations is None or m in mitigations]
+
+
+def detection_tables(config: dict) -> dict[str, tuple[str, list[str]]]:
+    """The detection tables (appendix D.2): {name: (field, metric files)}: box mAP of every detector, and mask mAP
+    of those with a mask head."""
+    if "detection" not in config:
+        return {}
+    models = config["detection"]["models"]
+    with_masks = [name for name, m in models.items() if m.get("arch", name) == "mask_rcnn"]
+    tables = {"detection": ("map", task_metrics(config, "detection"))}
+    if with_masks:
+        tables["detection_mask"] = ("mask_ap", task_metrics(config, "detection", models=with_masks))
+    return tables
+
+
+def detection_figures(config: dict) -> dict[str, tuple[str, list[str]]]:
+    """The detection panels of Figures 3 and 4: {name: (figure kind, metric files)}."""
+    if "detection" not in config:
+        return {}
+    figures = {"drop_detection": ("drop", task_metrics(config, "detection", mitigations=("none",)))}
+    if set(config["detection"]["mitigations"]) & {"finetune", "offtheshelf", "ttac"}:
+        figures["mitigation_detection"] = ("mitigation", task_metrics(
+            config, "detection", mitigations=("none", "finetune", "offtheshelf", "ttac")))
+    return figures
+
+
 # The mitigations an appendix figure shows beside the JPEG, in the figures' column order.
 APPENDIX_MITIGATIONS = ("finetune", "offtheshelf", "ttac")
 

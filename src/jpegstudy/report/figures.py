@@ -78,14 +78,33 @@ def drops(df: pd.DataFrame, field: str, relative_to: str = "own", confidence: di
 
 
 def _drop_interval(clean: pd.Series, compressed: pd.Series, field: str, confidence: dict) -> tuple[float, float]:
-    results = []
+    """The paired bootstrap interval of clean minus compressed `field`, resampling the images the rows' task keeps
+    results of: classification's hits per image, detection's COCOeval records (detection_metric)."""
+    detection = clean.get("task") == "detection"
+    key = detection_field(field)[0] if detection else field
     for row in (clean, compressed):
         per_image = row.get("per_image")
-        if not isinstance(per_image, dict) or field not in per_image:
+        if not isinstance(per_image, dict) or key not in per_image:
             raise ValueError(f"{row['source']}: row {row['id']} keeps no per-image {field} results (evaluated before "
                              "they were kept: rerun its evaluation)")
-        results.append(intervals.decode(per_image[field]))
-    return intervals.drop_interval(*results, **confidence)
+    if detection:
+        from jpegstudy.tasks import detection_metric  # pycocotools: only detection rows need it
+
+        iou_type, stat = detection_field(field)
+        per_stat = detection_metric.map_drop_interval(clean["per_image"][iou_type], compressed["per_image"][iou_type],
+                                                      **confidence)
+        return per_stat[stat]
+    return intervals.drop_interval(intervals.decode(clean["per_image"][field]),
+                                   intervals.decode(compressed["per_image"][field]), **confidence)
+
+
+def detection_field(field: str) -> tuple[str, str]:
+    """(COCOeval iou type, stat) of a detection metric field: map/ap -> (bbox, AP), mask_ap50 -> (segm, AP50)."""
+    iou_type, name = ("segm", field.removeprefix("mask_")) if field.startswith("mask_") else ("bbox", field)
+    stat = {"map": "AP", "ap": "AP", "ap50": "AP50", "ap75": "AP75"}.get(name)
+    if stat is None:
+        raise ValueError(f"field {field!r}: detection drops have intervals for map, ap50, ap75 (mask_ for masks)")
+    return iou_type, stat
 
 
 def _band(ax, line: pd.DataFrame, color) -> None:
@@ -146,7 +165,8 @@ def _style(mitigation: str, transfers: list[str]) -> tuple[str, str]:
 
 
 def drop_figure(metric_files, outputs, params: dict | None = None) -> None:
-    """The paper's Figure 3: drop in top-1 accuracy against JPEG quality, one line per model."""
+    """The paper's Figure 3: drop in top-1 accuracy (params field: or box mAP, ...) against JPEG quality, one line
+    per model."""
     params = _params(params)
     df = classification_frame(metric_files)
     d = drops(df, params["field"], confidence=params.get("confidence"))
@@ -158,7 +178,7 @@ def drop_figure(metric_files, outputs, params: dict | None = None) -> None:
     if d["low"].notna().all():
         ax.set_title(f"bands: {_level(params)} bootstrap intervals", fontsize="x-small")
     ax.set_xlabel("JPEG quality")
-    ax.set_ylabel(f"Drop in {'top-1' if params['field'] == 'top1' else params['field']} accuracy (points)")
+    ax.set_ylabel("Drop in top-1 accuracy (points)" if params["field"] == "top1" else _drop_label(params["field"]))
     ax.set_xticks(sorted(d["quality"].unique()))
     ax.axhline(0, color="0.3", linewidth=0.8)
     fig.tight_layout()

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-FIELD_LABELS = {"top1": "Top-1 (\\%)", "top5": "Top-5 (\\%)"}
-FIELD_NAMES = {"top1": "top-1", "top5": "top-5"}  # plain text, for figures
+FIELD_LABELS = {"top1": "Top-1 (\\%)", "top5": "Top-5 (\\%)", "map": "Box mAP@[.5:.95] (\\%)",
+                "mask_ap": "Mask mAP@[.5:.95] (\\%)"}
+FIELD_NAMES = {"top1": "top-1", "top5": "top-5", "map": "box mAP", "mask_ap": "mask mAP"}  # plain text, for figures
+# What a table's caption calls each task's rows.
+TASK_TITLES = {"classification": "Classification", "detection": "Detection and instance segmentation"}
 
 # The order in which every table and figure lists mitigations: the model alone, the model retrained, the
 # correctors (QGAC off the shelf, task-targeted, transferred from another model), then the quality-aware baselines.
@@ -81,7 +84,7 @@ def mitigation_label(mitigation: str) -> str:
 
 
 def classification_frame(paths) -> pd.DataFrame:
-    """The rows of classification metric files, checked: each (model, mitigation) has exactly one clean row
+    """The rows of one task's metric files (classification's, or detection's), checked: each (model, mitigation) has exactly one clean row
     (quality null) and at most one row per quality, and all come from one dataset. `quality` is a float column
     (NaN for the clean reference); a ValueError names the file at fault."""
     paths = [str(p) for p in paths]
@@ -90,7 +93,7 @@ def classification_frame(paths) -> pd.DataFrame:
         raise ValueError(f"no metric rows in {', '.join(paths) or 'no files'}")
     for column in ("model", "mitigation", "quality", "dataset"):
         if column not in df:
-            raise ValueError(f"{df['source'].iloc[0]}: rows without {column!r}: not a classification metric file")
+            raise ValueError(f"{df['source'].iloc[0]}: rows without {column!r}: not a task's metric file")
     for (model, mitigation), rows in df.groupby(["model", "mitigation"], sort=False):
         source = rows["source"].iloc[0]
         n_clean = int(rows["quality"].isna().sum())

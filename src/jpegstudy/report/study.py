@@ -35,6 +35,8 @@ FIGURES = {
     "drop": "Drop in accuracy against JPEG quality, per model, without mitigation (Figure 3)",
     "mitigation": "Drop in accuracy against JPEG quality with each mitigation (Figure 4)",
     "transfer": "Each model's own TTAC corrector against TTAC correctors transferred from other models (Figure 7a)",
+    "drop_detection": "Drop in box mAP against JPEG quality, per detector, without mitigation (Figure 3, detection)",
+    "mitigation_detection": "Drop in box mAP against JPEG quality with each mitigation (Figure 4, detection)",
     "throughput": "Throughput of each model alone and with each corrector (Figure 19)",
 }
 

@@ -17,6 +17,7 @@ from jpegstudy.report.metrics import (
     AC_TRAINING,
     FIELD_LABELS,
     NETWORK_LABELS,
+    TASK_TITLES,
     by_quality,
     classification_frame,
     fmt,
@@ -77,12 +78,15 @@ def confidence_label(df: pd.DataFrame) -> str:
 
 
 def classification_table(metric_files, field: str = "top1", intervals: bool = True) -> str:
-    """The appendix's classification table: per model a block of rows, one per mitigation (in the fixed order of
-    metrics.mitigation_key), columns clean and every quality; "--" where a mitigation has no row. `intervals`: a
-    line under each row with the bootstrap interval of every number."""
+    """The appendix's table of one task (D.2: classification's, detection's): per model a block of rows, one per
+    mitigation (in the fixed order of metrics.mitigation_key), columns clean and every quality; "--" where a
+    mitigation has no row. `intervals`: a line under each row with the bootstrap interval of every number."""
     if field not in FIELD_LABELS:
         raise ValueError(f"field {field!r}: tables print one of {', '.join(FIELD_LABELS)}")
     df = classification_frame(metric_files)
+    task = df["task"].iloc[0] if "task" in df else "classification"
+    if field not in df:
+        raise ValueError(f"{df['source'].iloc[0]}: its rows have no {field!r} (a {task} metric file)")
     qualities = qualities_of(df)
     models = []
     for name, rows in df.groupby("model", sort=False):
@@ -99,7 +103,8 @@ def classification_table(metric_files, field: str = "top1", intervals: bool = Tr
         sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], qualities=qualities, models=models,
         field=field, field_label=FIELD_LABELS[field], confidence_label=confidence_label(df), intervals=intervals and any(
             any(r["intervals"]) for model in models for r in model["rows"]),
-        label="tab:classification" + ("" if field == "top1" else f"-{field}"))
+        task_title=TASK_TITLES.get(task, task),
+        label=f"tab:{task}" + ("" if field in ("top1", "map") else f"-{field}"))
 
 
 def ac_comparison_table(metric_files, qualities=None, field: str = "top1") -> str:

@@ -1,0 +1,118 @@
+"""Detection in the study's config and training: the detection: section's checks, the training items (boxes and
+masks moved with the pixels), and the train-detector command's refusals."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import yaml
+
+from jpegstudy import cli
+from jpegstudy.config import ConfigError, check_semantics
+from jpegstudy.data import embedded, training
+
+from .conftest import REPO
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scenes")
+    m = embedded.write_coco_split(out, "train", 4, SIZE, seed=3)
+    m.write(out / "manifest.json")
+    from jpegstudy.data import manifest as manifests
+
+    return manifests.read(out / "manifest.json")
+
+
+def test_training_items_flip_boxes_and_masks_with_the_image(scenes):
+    items, collate = training.training_set(scenes)
+    # The unflipped truth: the same item with flipping switched off.
+    items_no_flip = training.DetectionTrainingImages(scenes)
+    items_no_flip.transform = lambda *xs: xs
+    seen = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        image, target = items[1]
+        original, truth = items_no_flip[1]
+        flipped = torch.equal(image, original.flip(-1))
+        assert flipped or torch.equal(image, original)
+        seen.add(flipped)
+        if flipped:
+            expected = truth["boxes"].clone()
+            expected[:, [0, 2]] = SIZE - truth["boxes"][:, [2, 0]]
+            assert torch.allclose(target["boxes"], expected)
+            assert torch.equal(target["masks"], truth["masks"].flip(-1))
+        else:
+            assert torch.equal(target["boxes"], truth["boxes"]) and torch.equal(target["masks"], truth["masks"])
+        assert torch.equal(target["labels"], truth["labels"]) and target["labels"].min() >= 1
+    assert seen == {True, False}
+    batch_images, batch_targets = collate([items[0], items[1]])
+    assert batch_images.shape == (2, 3, SIZE, SIZE) and batch_images.dtype == torch.uint8
+    assert len(batch_targets) == 2
+
+
+def test_training_items_resized_to_crop_scale_their_boxes(scenes):
+    items = training.DetectionTrainingImages(scenes, crop=16)
+    items.transform.transforms.pop()  # no flip: compare with the unscaled boxes
+    truth = training.DetectionTrainingImages(scenes)
+    truth.transform = lambda *xs: xs
+    image, target = items[0]
+    assert image.shape == (3, 16, 16) and target["masks"].shape[-2:] == (16, 16)
+    assert torch.allclose(target["boxes"], truth[0][1]["boxes"] / 2)
+
+
+def test_batches_of_detection_images_of_different_sizes_are_refused(scenes):
+    small = (torch.zeros(3, 8, 8, dtype=torch.uint8), {})
+    large = (torch.zeros(3, 9, 8, dtype=torch.uint8), {})
+    with pytest.raises(ValueError, match=r"detection training images of different sizes .* set the task's "
+                                         r"mitigate.crop"):
+        training.training_set(scenes)[1]([small, large])
+
+
+def smoke_config() -> dict:
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    from snakemake.utils import validate
+
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    return config
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["detection"].update(dataset="embedded"),
+     r"^config detection.dataset: 'embedded' is a dataset of kind embedded; detectors need one of kind embedded_coco or "
+     r"coco \(boxes and masks\)$"),
+    (lambda c: c["detection"].update(dataset="nowhere"), r"^config detection.dataset: 'nowhere' is not one of datasets"),
+    (lambda c: c["detection"]["models"]["mask_rcnn"].update(backbone="vgg"),
+     r"^config detection.models.mask_rcnn.backbone: 'vgg' is not one of classification.models \(resnet18, "
+     r"mobilenet_v2\)$"),
+    (lambda c: c["detection"]["models"]["mask_rcnn"].update(backbone="mobilenet_v2"),
+     r"^config detection.models.mask_rcnn.backbone: 'mobilenet_v2' is not a ResNet"),
+    (lambda c: c["detection"].update(transfer_from=["faster_rcnn"]),
+     r"^config detection.transfer_from: 'faster_rcnn' is not one of classification.models$"),
+    (lambda c: c["classification"].update(dataset="scenes"),
+     r"^config classification.dataset: 'scenes' is a dataset of kind embedded_coco; classifiers need one of kind embedded "
+     r"or imagenet$"),
+])
+def test_detection_config_errors_name_the_key(change, message):
+    config = copy.deepcopy(smoke_config())
+    check_semantics(copy.deepcopy(config))  # as shipped: fine
+    change(config)
+    with pytest.raises(ConfigError, match=message):
+        check_semantics(config)
+
+
+def test_train_detector_refuses_a_classification_split(tmp_path, capsys):
+    m = embedded.write_split(tmp_path, "train", 1, 16, seed=0)
+    m.write(tmp_path / "manifest.json")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train-detector", "--arch", "faster_rcnn", "--backbone", str(tmp_path / "none.pt"), "--train",
+                  str(tmp_path / "manifest.json"), "--params", "{}", "--out", str(tmp_path / "out.pt")])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"jpegstudy train-detector: error: {tmp_path / 'manifest.json'}: not a COCO-layout split (no annotations "
+        "file); a detector trains on boxes")
+    assert not (tmp_path / "out.pt").exists()
