@@ -2,6 +2,8 @@
 # validation images, the JPEG at the lowest quality and each mitigation the config asks for. They run on the CPU
 # (a few images; the files come out the same wherever they are made).
 
+from pathlib import Path
+
 APPENDIX_QUALITY = min(QUALITIES)
 APPENDIX_PARAMS = as_json(
     {"samples": config["report"]["samples"], "quality": APPENDIX_QUALITY, "dpi": config["report"]["figure"]["dpi"]}
@@ -9,13 +11,19 @@ APPENDIX_PARAMS = as_json(
 
 APPENDIX_GRADCAM = {model: paths.appendix(f"gradcam_classification_{model}", "pdf") for model in CLS_MODELS}
 APPENDIX_QUALITATIVE = {model: paths.appendix(f"qualitative_classification_{model}", "pdf") for model in CLS_MODELS}
+# TIDE (appendix B): each detector's errors without mitigation, {model: what it analyses (bbox or segm)}.
+TIDE_MODELS = dag.tide_models(config)
+TIDE_PIECES = {f"tide:{model}:{Path(p).stem.removeprefix(f'tide_{model}_')}": p
+               for model in TIDE_MODELS for p in dag.tide_plots(config, model)}
+if TIDE_MODELS:
+    TIDE_PIECES["tide:dap"] = paths.appendix("tide_dap", "pdf")
 # Every file the appendix rules write (pdf and png), for `rule all`.
 APPENDIX_TARGETS = [
     paths.appendix(f"{kind}_classification_{model}", ext)
     for kind in ("gradcam", "qualitative")
     for model in CLS_MODELS
     for ext in ("pdf", "png")
-]
+] + list(TIDE_PIECES.values()) + ([paths.appendix("tide_dap", "png")] if TIDE_MODELS else [])
 
 
 rule appendix_gradcam_classification:
@@ -73,3 +81,46 @@ rule appendix_qualitative_classification:
         "jpegstudy qualitative --model {wildcards.model} --reference {input.reference} --clean {input.clean}"
         " --compressed {input.compressed} {params.mitigations} --params {params.figure:q}"
         " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule tide:
+    input:
+        predictions=paths.predictions("detection", "{model}", "none"),
+        clean=lambda w: paths.manifest(config["detection"]["dataset"], "val"),
+        compressed=lambda w: [paths.manifest(config["detection"]["dataset"], f"val-q{q}") for q in QUALITIES],
+    output:
+        tide=paths.tide("detection", "{model}"),
+        plots=[report(p, caption="captions/tide.rst", category="Appendix B: TIDE", subcategory="{model}")
+               for p in dag.tide_plots(config, "{model}")],
+    wildcard_constraints:
+        model="|".join(TIDE_MODELS) or "(?!)",
+    params:
+        iou_type=lambda w: TIDE_MODELS[w.model],
+        compressed=lambda w, input: " ".join(f"{q}={m}" for q, m in zip(QUALITIES, input.compressed)),
+        plots=lambda w: paths.appendix(f"tide_{w.model}_", "png").removesuffix(".png"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "tide-{model}"),
+    message:
+        "TIDE's error analysis of {wildcards.model} ({params.iou_type}) on clean and every JPEG quality (appendix B)"
+    shell:
+        "jpegstudy tide --model {wildcards.model} --iou-type {params.iou_type} --clean {input.clean}"
+        " --compressed {params.compressed} --predictions {input.predictions} --plots {params.plots}"
+        " --out {output.tide} > {log} 2>&1"
+
+
+rule tide_figure:
+    input:
+        tide=[paths.tide("detection", model) for model in TIDE_MODELS],
+    output:
+        pdf=paths.appendix("tide_dap", "pdf"),
+        png=report(paths.appendix("tide_dap", "png"), caption="captions/tide_dap.rst", category="Appendix B: TIDE"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "tide-figure"),
+    message:
+        "Plotting each TIDE error's dAP against JPEG quality, a panel per detector (appendix B)"
+    shell:
+        "jpegstudy tide-figure {input.tide} --png {output.png} --pdf {output.pdf} > {log} 2>&1"

@@ -260,6 +260,31 @@ def cmd_throughput(a) -> None:
     atomic.write_json(a.out, result)
 
 
+def cmd_tide(a) -> None:
+    from jpegstudy import atomic
+    from jpegstudy.report import tide
+
+    manifests = {None: a.clean, **_by_quality(a.compressed)}
+    predictions = Path(a.predictions)
+    sets = {q: (path, predictions / ("clean.json" if q is None else f"q{q}.json")) for q, path in manifests.items()}
+    result = tide.by_quality(a.model, a.iou_type, sets)
+    what = "box" if a.iou_type == "bbox" else "mask"
+    for row in result["rows"]:
+        label = "clean" if row["quality"] is None else f"q{row['quality']}"
+        quality = "clean images" if row["quality"] is None else f"JPEG Q={row['quality']}"
+        tide.summary_plot(row, Path(f"{a.plots}{label}.png"), f"{a.model} ({what}), {quality}")
+    atomic.write_json(a.out, result)
+
+
+def cmd_tide_figure(a) -> None:
+    import json
+
+    from jpegstudy.report import tide
+
+    rows = [row for path in a.tide for row in json.loads(Path(path).read_text())["rows"]]
+    tide.dap_by_quality_figure(rows, Path(a.png), Path(a.pdf))
+
+
 def cmd_table(a) -> None:
     from jpegstudy.report import tables
 
@@ -473,6 +498,22 @@ def parser() -> argparse.ArgumentParser:
     s = trainer("finetune", "fine-tune a model on random-quality JPEGs", cmd_finetune)
     _task_option(s)
     s.add_argument("--reference", required=True)
+
+    s = sub.add_parser("tide", help="TIDE errors (appendix B) of a detector's predictions on clean and every quality")
+    s.add_argument("--model", required=True)
+    s.add_argument("--iou-type", required=True, choices=["bbox", "segm"])
+    s.add_argument("--clean", required=True, help="manifest of the uncompressed split")
+    s.add_argument("--compressed", nargs="+", default=[], metavar="Q=MANIFEST")
+    s.add_argument("--predictions", required=True, help="the evaluation's predictions folder (clean.json, q10.json)")
+    s.add_argument("--plots", required=True, help="prefix of the summary plots: PREFIX{clean,q10,...}.png")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_tide)
+
+    s = sub.add_parser("tide-figure", help="each TIDE error's dAP against JPEG quality, a panel per detector")
+    s.add_argument("tide", nargs="+", help="TIDE files (jpegstudy tide)")
+    s.add_argument("--png", required=True)
+    s.add_argument("--pdf", required=True)
+    s.set_defaults(func=cmd_tide_figure)
 
     s = sub.add_parser("table", help="a results table (LaTeX) from metric files")
     s.add_argument("metrics", nargs="+")

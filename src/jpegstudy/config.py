@@ -178,7 +178,7 @@ def study_mitigations(config: dict, task: str = "classification") -> dict[str, l
     out = {}
     for model in cls["models"]:
         mitigations = ["none"] + [m for m in ("finetune", "offtheshelf", "ttac") if m in wanted]
-        if "transfer" in wanted:
+        if "transfer" in wanted and model in cls.get("transfer_to", cls["models"]):
             mitigations += [f"transfer-{src}" for src in cls["transfer_from"] if src != model]
         if "ac_comparison" in wanted and model == cls["ac_comparison"]["model"]:
             mitigations += [f"{net}-{how}" for net in cls["ac_comparison"]["networks"]
@@ -240,6 +240,9 @@ def check_mitigations(config: dict) -> None:
             for src in section["transfer_from"]:
                 if src not in cls["models"]:
                     raise ConfigError(f"config {task}.transfer_from: {src!r} is not one of classification.models")
+            for target in section.get("transfer_to", []):
+                if target not in section["models"]:
+                    raise ConfigError(f"config {task}.transfer_to: {target!r} is not one of {task}.models")
     if "ac_comparison" in cls["mitigations"]:
         ac = cls["ac_comparison"]
         if ac["model"] not in cls["models"]:

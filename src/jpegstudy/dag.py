@@ -126,6 +126,21 @@ def detection_figures(config: dict) -> dict[str, tuple[str, list[str]]]:
     return figures
 
 
+def tide_models(config: dict) -> dict[str, str]:
+    """The detectors TIDE analyses (appendix B), with what: {model: "segm" for Mask R-CNN (its masks, as the paper),
+    "bbox" for the others}."""
+    if "detection" not in config:
+        return {}
+    return {name: "segm" if m.get("arch", name) == "mask_rcnn" else "bbox"
+            for name, m in config["detection"]["models"].items()}
+
+
+def tide_plots(config: dict, model: str) -> list[str]:
+    """The TIDE summary plots of one detector: clean, then each quality."""
+    return [paths.appendix(f"tide_{model}_{label}", "png")
+            for label in ["clean", *(f"q{q}" for q in config["qualities"])]]
+
+
 # The mitigations an appendix figure shows beside the JPEG, in the figures' column order.
 APPENDIX_MITIGATIONS = ("finetune", "offtheshelf", "ttac")
 

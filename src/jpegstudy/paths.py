@@ -24,6 +24,11 @@ def predictions(task: str, model: str, mitigation: str) -> str:
     return f"{RESULTS}/predictions/{task}/{model}/{mitigation}"
 
 
+def tide(task: str, model: str) -> str:
+    """TIDE's errors of a detector without mitigation on clean and every quality (appendix B)."""
+    return f"{RESULTS}/metrics/tide/{task}/{model}.json"
+
+
 def log(stage: str, name: str) -> str:
     return f"{RESULTS}/logs/{stage}/{name}.log"
 

@@ -28,7 +28,7 @@ from jpegstudy.audit import PDF_RECORDS_KEY, figure_refs, table_refs
 from jpegstudy.report.metrics import read_rows
 from jpegstudy.report.tables import environment, latex_escape
 
-KINDS = ("table", "figure", "model", "gradcam", "qualitative")
+KINDS = ("table", "figure", "model", "gradcam", "qualitative", "tide")
 # Where each piece goes, and its title in the PDF. A piece is "kind:name" (or kind:name:model for per-model ones).
 FIGURES = {
     "summary": "Drop at the lowest quality after fine-tuning against after TTAC; point size: throughput (Figure 1)",
@@ -136,6 +136,17 @@ def _pieces(pieces: dict[str, str]) -> dict:
     return out
 
 
+def _tide_plots(tide: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """TIDE's summary plots by detector, {model: [(clean or Q=.., path)]}, from pieces tide:{model}:{clean,q10..}
+    (tide:dap is the dAP figure)."""
+    out: dict = {}
+    for name, path in tide.items():
+        if name != "dap":
+            model, _, label = name.rpartition(":")
+            out.setdefault(model, []).append(("clean" if label == "clean" else f"Q={label.removeprefix('q')}", path))
+    return out
+
+
 def render(pieces: dict[str, str], rows: list[dict], title: str) -> str:
     """The skeleton's LaTeX (pieces named by their file in the build folder), listing every ref it shows."""
     by_kind = _pieces(pieces)
@@ -165,7 +176,8 @@ def render(pieces: dict[str, str], rows: list[dict], title: str) -> str:
     tex = env.get_template("study.tex.j2").render(
         title=title, pieces=by_kind, figure_titles=FIGURES, records_key=PDF_RECORDS_KEY,
         records=" ".join(sorted(set(refs))), figures=figure_listing, documented=documented,
-        groups=provenance_groups([r for r in rows if r["id"] in ids]), file_name=lambda p: Path(p).name)
+        groups=provenance_groups([r for r in rows if r["id"] in ids]), file_name=lambda p: Path(p).name,
+        tide_plots=_tide_plots(by_kind["tide"]))
     return tex
 
 

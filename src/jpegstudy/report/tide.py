@@ -291,3 +291,31 @@ def _save(fig: Figure, outputs: list[Path], dpi: int) -> None:
             raise ValueError(f"{out}: figures are written as .pdf or .png")
         with atomic.output_path(out) as tmp:
             fig.savefig(tmp, format=out.suffix[1:], dpi=dpi, metadata=metadata[out.suffix])
+
+
+def by_quality(model: str, iou_type: str, sets: dict, rule: str = "tide") -> dict:
+    """TIDE rows of one detector without mitigation: {"task", "model", "iou_type", "rows": one per eval set, each
+    with quality (None: clean), errors() fields, a provenance record and a row id}. `sets`: {quality or None:
+    (eval set manifest, COCO results file of the detector's predictions on it)}."""
+    import json
+    import time
+
+    from jpegstudy import provenance
+    from jpegstudy.data import coco
+    from jpegstudy.data import manifest as manifests
+
+    git = provenance.git_state()
+    rows = []
+    for quality, (manifest_path, results_path) in sorted(sets.items(), key=lambda item: item[0] or 0):
+        start = time.perf_counter()
+        gt = coco.load_annotations(manifests.read(manifest_path))
+        result = errors(gt, json.loads(Path(results_path).read_text()), iou_type)
+        row = {"task": "detection", "model": model, "mitigation": "none", "quality": quality, "iou_type": iou_type,
+               **result}
+        row["provenance"] = provenance.record(
+            inputs=provenance.file_inputs({"manifest": manifest_path, "predictions": results_path}),
+            params={"iou_type": iou_type, "pos_threshold": POS_THRESHOLD,
+                    "background_threshold": BACKGROUND_THRESHOLD}, rule=rule,
+            wall_time_s=time.perf_counter() - start, device="cpu", git=git)
+        rows.append({"id": provenance.row_id(row), **row})
+    return {"task": "detection", "model": model, "iou_type": iou_type, "rows": rows}
