@@ -89,6 +89,15 @@ def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(
         assert audit.audit(str(table), str(workdir / "results/metrics"))
     for name in ("drop_detection", "mitigation_detection"):
         assert (workdir / "reports" / "figures" / f"{name}.png").stat().st_size > 1000
+    # TIDE on Mask R-CNN's masks without mitigation: a row per eval set, its AP50 COCOeval's on the same predictions
+    tide = json.loads((workdir / "results/metrics/tide/detection/mask_rcnn.json").read_text())
+    assert tide["iou_type"] == "segm" and [r["quality"] for r in tide["rows"]] == [None, *smoke["qualities"]]
+    for row in tide["rows"]:
+        name = "clean" if row["quality"] is None else f"q{row['quality']}"
+        results = json.loads((workdir / "results/predictions/detection/mask_rcnn/none" / f"{name}.json").read_text())
+        assert row["ap"] == pytest.approx(detection_metric.evaluate_map(gt, results, "segm")[0]["AP50"], abs=0.01)
+        assert set(row["main"]) == {"Cls", "Loc", "Both", "Dupe", "Bkg", "Miss"}
+        assert (workdir / "reports/appendix" / f"tide_mask_rcnn_{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_table_numbers_equal_the_metric_rows(smoke_runs, capsys):
