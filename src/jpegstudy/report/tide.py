@@ -40,6 +40,7 @@ from tidecv.errors.main_errors import (
 )
 
 from jpegstudy import atomic
+from jpegstudy.tasks import detection_metric
 
 MAIN_ERRORS = (ClassError, BoxError, OtherError, DuplicateError, BackgroundError, MissedError)  # TIDE's order
 MAIN = tuple(e.short_name for e in MAIN_ERRORS)  # ("Cls", "Loc", "Both", "Dupe", "Bkg", "Miss")
@@ -154,16 +155,9 @@ def _counted_categories(gt: COCO, image_ids: list[int]) -> set[int]:
 def _evaluated_results(gt: COCO, results: list[dict], iou_type: str, image_ids: set[int]) -> list[dict]:
     """The detections on the evaluated images, checked as detection_metric checks them."""
     known, categories = set(gt.getImgIds()), set(gt.getCatIds())
-    key = "segmentation" if iou_type == "segm" else "bbox"
     evaluated = []
     for r in results:
-        if r["image_id"] not in known:
-            raise ValueError(f"a detection on image id {r['image_id']}, which is not in the ground truth")
-        if r["category_id"] not in categories:
-            raise ValueError(f"a detection on image {r['image_id']} has category_id {r['category_id']}, which is not "
-                             "among the ground truth's categories")
-        if key not in r:
-            raise ValueError(f"a detection on image {r['image_id']} has no {key}: {iou_type} TIDE needs it")
+        detection_metric.check_result(r, known, categories, iou_type)
         if r["image_id"] in image_ids:
             evaluated.append(r)
     return evaluated

@@ -154,19 +154,27 @@ def _check_ground_truth(coco_gt: COCO, iou_type: str) -> None:
                              "every object's mask")
 
 
+def check_result(r: dict, known: set, categories: set, iou_type: str) -> None:
+    """One line naming the image where a COCO result cannot be scored: an image or category the ground truth does
+    not have, or no mask for mask AP."""
+    if r["image_id"] not in known:
+        raise ValueError(f"a detection on image id {r['image_id']}, which is not in the ground truth")
+    if r["category_id"] not in categories:
+        raise ValueError(f"a detection on image {r['image_id']} has category_id {r['category_id']}, which is not "
+                         "among the ground truth's categories")
+    key = "segmentation" if iou_type == "segm" else "bbox"
+    if key not in r:
+        raise ValueError(f"a detection on image {r['image_id']} has no {key}: "
+                         f"{'mask AP needs masks' if iou_type == 'segm' else 'box AP needs boxes'}")
+
+
 def _checked_results(coco_gt: COCO, results: list[dict], iou_type: str, known: set) -> list[dict]:
     categories = set(coco_gt.getCatIds())
     detections = []
     for r in results:
-        if r["image_id"] not in known:
-            raise ValueError(f"a detection on image id {r['image_id']}, which is not in the ground truth")
-        if r["category_id"] not in categories:
-            raise ValueError(f"a detection on image {r['image_id']} has category_id {r['category_id']}, which is not "
-                             "among the ground truth's categories")
+        check_result(r, known, categories, iou_type)
         entry = dict(r)  # loadRes writes id, area, iscrowd (and a box polygon) into each dict
         if iou_type == "segm":
-            if "segmentation" not in r:
-                raise ValueError(f"a detection on image {r['image_id']} has no segmentation: mask AP needs masks")
             # with a bbox present, loadRes takes the box's area for the mask's, which misplaces small/medium/large
             entry.pop("bbox", None)
         detections.append(entry)

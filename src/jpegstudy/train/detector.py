@@ -32,11 +32,7 @@ def train(model: torch.nn.Module, arch: str, manifest: Manifest, *, out, epochs:
         total = steps = 0
         for images, targets in training.batches(manifest, batch_size=batch_size, generator=generator):
             loss = detection.finetune_loss(model, images.to(dev).float() / 255, to_device(targets, dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total, steps = total + loss.item(), steps + 1
+            total, steps = total + loop.step(loss, optimizer, schedule), steps + 1
         return f"mean detection loss {total / steps:.4f}"
 
     settings = {"what": "detector", "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,

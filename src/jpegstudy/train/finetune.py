@@ -39,11 +39,7 @@ def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, o
                                                workers=workers):
             x = inputs.decoded(images, inputs.draw_qualities(len(images), generator)).to(dev)
             loss = t.finetune_loss(model, transform(x), to_device(labels, dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total, steps = total + loss.item(), steps + 1
+            total, steps = total + loop.step(loss, optimizer, schedule), steps + 1
         return f"mean {task} loss on JPEGs {total / max(steps, 1):.4f}"
 
     settings = {"what": "finetune", "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_min": lr_min,

@@ -56,6 +56,15 @@ def run_epochs(out: str | Path, *, epochs: int, seed: int, settings: dict, state
         print(f"epoch {epoch + 1}/{epochs}: {line}", flush=True)
 
 
+def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, schedule) -> float:
+    """One optimisation step on `loss` (the scheduler stepped once per batch); the loss's value."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
 def finish(out: str | Path) -> None:
     """Drop the resume checkpoint once the job's output is written."""
     Path(resume_path(str(out))).unlink(missing_ok=True)

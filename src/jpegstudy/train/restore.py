@@ -52,11 +52,7 @@ def fit(corrector: Corrector, manifest: Manifest, loss_fn, *, what: str, out, ep
                                                 workers=workers, images_per_epoch=images_per_epoch):
             batch = inputs.from_images(images, qualities_for(corrector, len(images), generator)).to(dev)
             loss = loss_fn(images.to(dev), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total, steps = total + loss.item(), steps + 1
+            total, steps = total + loop.step(loss, optimizer, schedule), steps + 1
         return f"{corrector.describe()} {what} loss {total / steps:.4f}"
 
     settings = {"what": what, "network": corrector.network, "kwargs": corrector.kwargs,
