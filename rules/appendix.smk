@@ -24,6 +24,11 @@ APPENDIX_TARGETS = [
     for model in CLS_MODELS
     for ext in ("pdf", "png")
 ] + list(TIDE_PIECES.values()) + ([paths.appendix("tide_dap", "png")] if TIDE_MODELS else [])
+# Appendix C for detection: one figure per detector (TIDE_MODELS names every detector).
+APPENDIX_QUALITATIVE_DETECTION = {model: paths.appendix(f"qualitative_detection_{model}", "pdf")
+                                  for model in TIDE_MODELS}
+APPENDIX_TARGETS += [paths.appendix(f"qualitative_detection_{model}", ext) for model in TIDE_MODELS
+                     for ext in ("pdf", "png")]
 
 
 rule appendix_gradcam_classification:
@@ -80,6 +85,34 @@ rule appendix_qualitative_classification:
     shell:
         "jpegstudy qualitative --model {wildcards.model} --reference {input.reference} --clean {input.clean}"
         " --compressed {input.compressed} {params.mitigations} --params {params.figure:q}"
+        " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule appendix_qualitative_detection:
+    input:
+        unpack(lambda w: dag.detection_appendix_input(config, w)),
+    output:
+        pdf=paths.appendix("qualitative_detection_{model}", "pdf"),
+        png=report(
+            paths.appendix("qualitative_detection_{model}", "png"),
+            caption="captions/qualitative_detection.rst",
+            category="Appendix C: Qualitative results",
+            subcategory="{model}",
+        ),
+    wildcard_constraints:
+        model="|".join(TIDE_MODELS) or "(?!)",
+    params:
+        figure=APPENDIX_PARAMS,
+        mitigations=lambda w: dag.appendix_mitigation_args(config, w, "detection"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "appendix-qualitative_detection-{model}"),
+    message:
+        "Detections of {wildcards.model} on the Q={APPENDIX_QUALITY} JPEG and after each mitigation (appendix C)"
+    shell:
+        "jpegstudy qualitative --task detection --model {wildcards.model} --reference {input.reference}"
+        " --clean {input.clean} --compressed {input.compressed} {params.mitigations} --params {params.figure:q}"
         " --out {output.pdf} {output.png} > {log} 2>&1"
 
 

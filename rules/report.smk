@@ -80,6 +80,8 @@ STUDY_PIECES = {
     f"gradcam:{model}": path for model, path in APPENDIX_GRADCAM.items()
 } | {
     f"qualitative:{model}": path for model, path in APPENDIX_QUALITATIVE.items()
+} | {
+    f"qualitative:{model}": path for model, path in APPENDIX_QUALITATIVE_DETECTION.items()
 } | TIDE_PIECES
 REPORT_TARGETS += [*APPENDIX_TARGETS, paths.study_pdf()]
 

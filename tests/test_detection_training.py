@@ -116,3 +116,22 @@ def test_train_detector_refuses_a_classification_split(tmp_path, capsys):
         f"jpegstudy train-detector: error: {tmp_path / 'manifest.json'}: not a COCO-layout split (no annotations "
         "file); a detector trains on boxes")
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_qualitative_panels_draw_each_detection_where_it_is():
+    from jpegstudy.report import qualitative_detection as q
+
+    image = torch.zeros(3, 16, 16, dtype=torch.uint8)
+    boxes = torch.tensor([[2.0, 3.0, 10.0, 12.0]])
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    masks[0, 4:8, 4:8] = True
+    out = q.drawn(image, boxes, torch.tensor([2]), [0.9], masks, ["a", "b"])
+    assert out.shape == (3, 16 * q.SCALE, 16 * q.SCALE) and out.dtype == torch.uint8
+    color = torch.tensor([int(255 * c) for c in q.plt.get_cmap("tab10")(1)[:3]], dtype=torch.uint8)
+    # the box's left edge at x = 2 * SCALE, in its class's colour (label 2: tab10's second colour)
+    assert torch.equal(out[:, 12 * q.SCALE - 2, 2 * q.SCALE], color)
+    # the mask tinted (35 % of the colour over black), the background left black
+    inside = out[:, 6 * q.SCALE, 6 * q.SCALE]
+    assert torch.allclose(inside.float(), 0.35 * color.float(), atol=1.5)
+    assert out[:, 14 * q.SCALE, 14 * q.SCALE].sum() == 0
+    assert q.select(60, 4) == [0, 15, 30, 45] and q.select(2, 4) == [0, 1]

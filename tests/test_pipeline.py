@@ -89,6 +89,8 @@ def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(
         assert audit.audit(str(table), str(workdir / "results/metrics"))
     for name in ("drop_detection", "mitigation_detection"):
         assert (workdir / "reports" / "figures" / f"{name}.png").stat().st_size > 1000
+    figure = workdir / "reports/appendix/qualitative_detection_mask_rcnn.pdf"
+    assert figure.stat().st_size > 1000 and audit.audit(str(figure), str(workdir / "results/metrics"))
     # TIDE on Mask R-CNN's masks without mitigation: a row per eval set, its AP50 COCOeval's on the same predictions
     tide = json.loads((workdir / "results/metrics/tide/detection/mask_rcnn.json").read_text())
     assert tide["iou_type"] == "segm" and [r["quality"] for r in tide["rows"]] == [None, *smoke["qualities"]]
@@ -144,7 +146,8 @@ def test_two_runs_give_identical_metrics_models_and_reports(smoke_runs):
                 "reports/figures/drop_classification.pdf", "reports/figures/drop_classification.png",
                 "results/models/detection/mask_rcnn/reference.pt", "results/models/detection/mask_rcnn/finetune.pt",
                 "results/models/correction/qgac/ttac/detection-mask_rcnn.pt", "reports/tables/detection_mask.tex",
-                "results/predictions/detection/mask_rcnn/ttac/q10.json"):
+                "results/predictions/detection/mask_rcnn/ttac/q10.json",
+                "reports/appendix/qualitative_detection_mask_rcnn.png", "reports/appendix/tide_mask_rcnn_q10.png"):
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     for model in ("resnet18", "mobilenet_v2"):
         ref = f"results/models/classification/{model}/reference.pt"

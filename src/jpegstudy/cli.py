@@ -330,9 +330,14 @@ def cmd_gradcam(a) -> None:
 
 
 def cmd_qualitative(a) -> None:
-    from jpegstudy.report import qualitative
+    if a.task == "detection":
+        from jpegstudy.report import qualitative_detection
 
-    qualitative.qualitative_figure(**_appendix_args(a))
+        qualitative_detection.figure(**_appendix_args(a))
+    else:
+        from jpegstudy.report import qualitative
+
+        qualitative.qualitative_figure(**_appendix_args(a))
 
 
 def cmd_study(a) -> None:
@@ -554,6 +559,8 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--threads", type=int, default=1)
         s.add_argument("--device", default="cpu")
         s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
+        if name == "qualitative":  # GradCAM is classification's
+            _task_option(s)
         s.set_defaults(func=func)
 
     s = sub.add_parser("study", help="the study PDF (latexmk): every generated piece, each number linked to its record")
@@ -574,8 +581,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 # The commands that run a network: they start with the faster allocator (jpegstudy.cpu says why).
-NETWORK_COMMANDS = {"train-reference", "train-detector", "train-corrector", "train-ttac", "finetune", "evaluate", "throughput",
-                    "gradcam", "qualitative"}
+NETWORK_COMMANDS = {"train-reference", "train-detector", "train-corrector", "train-ttac", "finetune", "evaluate",
+                    "throughput", "gradcam", "qualitative"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -163,9 +163,24 @@ def appendix_input(config: dict, w) -> dict:
     }
 
 
-def appendix_mitigation_args(config: dict, w) -> str:
+def detection_appendix_input(config: dict, w) -> dict:
+    """appendix_input of one detector: the detector, the clean and lowest-quality validation manifests, and the
+    file of each mitigation the config asks for."""
+    dataset = config["detection"]["dataset"]
+    wanted = study_mitigations(config, "detection")[w.model]
+    files = {"finetune": paths.finetuned("detection", w.model), "offtheshelf": paths.offtheshelf("qgac"),
+             "ttac": paths.ttac("qgac", "detection", w.model)}
+    return {
+        "reference": paths.reference("detection", w.model),
+        "clean": paths.manifest(dataset, "val"),
+        "compressed": paths.manifest(dataset, f"val-q{min(config['qualities'])}"),
+        **{m: files[m] for m in APPENDIX_MITIGATIONS if m in wanted},
+    }
+
+
+def appendix_mitigation_args(config: dict, w, task: str = "classification") -> str:
     """The appendix commands' --mitigation option: NAME=FILE for each mitigation shown (empty when none is)."""
-    needs = appendix_input(config, w)
+    needs = appendix_input(config, w) if task == "classification" else detection_appendix_input(config, w)
     shown = [f"{m}={needs[m]}" for m in APPENDIX_MITIGATIONS if m in needs]
     return "--mitigation " + " ".join(shown) if shown else ""
 
