@@ -44,6 +44,31 @@ rule prepare_embedded_coco:
         " --images {params.images} --size {params.size} --seed {params.seed} --out {output.manifest} > {log} 2>&1"
 
 
+rule prepare_coco:
+    input:
+        annotations=lambda w: config["datasets"][w.dataset][f"{w.split}_annotations"],
+    output:
+        manifest=paths.manifest("{dataset}", "{split}"),
+    wildcard_constraints:
+        dataset=wildcard_names(config["datasets"], kind="coco"),
+        split="val|train",
+    params:
+        root=lambda w: config["datasets"][w.dataset][w.split],
+        check=lambda w: "" if config["datasets"][w.dataset]["check_images"] else "--no-check",
+    threads: lambda w: config["datasets"][w.dataset]["workers"]
+    conda:
+        ENV
+    log:
+        paths.log("data", "{dataset}-{split}"),
+    message:
+        "Listing {params.root} with {input.annotations} as the {wildcards.split} split of {wildcards.dataset} (in"
+        " place, not copied)"
+    shell:
+        "jpegstudy prepare-coco --dataset {wildcards.dataset} --images {params.root:q}"
+        " --annotations {input.annotations:q} --split {wildcards.split} {params.check} --workers {threads}"
+        " --out {output.manifest} > {log} 2>&1"
+
+
 rule prepare_imagenet:
     input:
         # Labels of a flat val folder; a train folder has class folders.

@@ -4,6 +4,7 @@ masks moved with the pixels), and the train-detector command's refusals."""
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -135,3 +136,37 @@ def test_qualitative_panels_draw_each_detection_where_it_is():
     assert torch.allclose(inside.float(), 0.35 * color.float(), atol=1.5)
     assert out[:, 14 * q.SCALE, 14 * q.SCALE].sum() == 0
     assert q.select(60, 4) == [0, 15, 30, 45] and q.select(2, 4) == [0, 1]
+
+
+def test_prepare_coco_lists_a_coco_folder_in_place(tmp_path, capsys):
+    from jpegstudy.data import coco
+    from jpegstudy.data import manifest as manifests
+
+    expected = embedded.write_coco_split(tmp_path / "coco", "val", 3, SIZE, seed=1)
+    json_path = tmp_path / "coco/annotations/instances_val.json"
+    out = tmp_path / "listed/manifest.json"
+    cli.main(["prepare-coco", "--images", str(tmp_path / "coco/val"), "--annotations", str(json_path),
+              "--split", "val", "--out", str(out)])
+    listed = manifests.read(out)
+    assert [(e["id"], e["sha256"]) for e in listed.images] == [(e["id"], e["sha256"]) for e in expected.images]
+    assert listed.source["annotations"] == str(json_path) and listed.root == str(tmp_path / "coco/val")
+    written = json.loads(json_path.read_text())["annotations"]
+    assert sorted(coco.load_annotations(listed).getAnnIds()) == [a["id"] for a in written]
+    with pytest.raises(SystemExit):
+        cli.main(["prepare-coco", "--images", str(tmp_path / "coco/val"), "--annotations",
+                  str(tmp_path / "missing.json"), "--split", "val", "--out", str(tmp_path / "x.json")])
+    assert str(tmp_path / "missing.json") in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_coco_dataset_is_checked_before_any_job(tmp_path):
+    config = copy.deepcopy(smoke_config())
+    config["datasets"]["mine"] = {"kind": "coco", "val": str(tmp_path), "val_annotations": str(tmp_path / "no.json"),
+                                  "check_images": True, "workers": 1}
+    config["detection"]["dataset"] = "mine"
+    with pytest.raises(ConfigError, match=r"^config datasets.mine.val_annotations: .*no.json does not exist$"):
+        check_semantics(config)
+    (tmp_path / "no.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"^config detection.models.mask_rcnn.weights: 'train' is for embedded_coco "
+                                          r"datasets only$"):
+        check_semantics(config)

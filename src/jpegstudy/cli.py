@@ -37,6 +37,15 @@ def cmd_prepare_embedded_coco(a) -> None:
     print(f"{out}: {len(manifest.images)} scenes of {len(manifest.classes)} object categories")
 
 
+def cmd_prepare_coco(a) -> None:
+    from jpegstudy.data import coco
+
+    manifest = coco.manifest(a.images, a.annotations, a.split, dataset=a.dataset, check=not a.no_check,
+                             workers=a.workers)
+    manifest.write(a.out)
+    print(f"{a.out}: {len(manifest.images)} images, {len(manifest.classes)} categories, referenced in {a.images}")
+
+
 def cmd_prepare_imagenet(a) -> None:
     from jpegstudy.data import imagenet
 
@@ -392,6 +401,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True, help="the manifest to write; images and annotations go in its folder")
     s.set_defaults(func=cmd_prepare_embedded_coco)
+
+    s = sub.add_parser("prepare-coco", help="reference a COCO-layout split (images + instances json) in place")
+    s.add_argument("--dataset", default="coco", help="the dataset's name in config")
+    s.add_argument("--images", required=True, help="the split's image folder")
+    s.add_argument("--annotations", required=True, help="its instances_*.json")
+    s.add_argument("--split", required=True)
+    s.add_argument("--no-check", action="store_true", help="do not decode every image while listing")
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare_coco)
 
     s = sub.add_parser("prepare-imagenet", help="reference an ImageNet-layout folder in place through a manifest")
     s.add_argument("--dataset", default="imagenet", help="the dataset's name in config")

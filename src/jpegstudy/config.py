@@ -73,7 +73,7 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
 def check_semantics(config: dict) -> None:
     """What the schema cannot say; expects the defaults filled in."""
     for name, ds in config["datasets"].items():
-        for key in ("val", "train", "ground_truth"):
+        for key in ("val", "train", "ground_truth", "val_annotations", "train_annotations"):
             if ds.get(key) and not Path(ds[key]).exists():
                 raise ConfigError(f"config datasets.{name}.{key}: {ds[key]} does not exist")
     cls = config["classification"]
@@ -224,6 +224,9 @@ def _check_train_split(config: dict, key: str, name: str, kinds: tuple[str, ...]
     if not ds["kind"].startswith("embedded") and not ds.get("train"):
         raise ConfigError(f"config datasets.{name}.train: the mitigations train on {name}'s train split; give "
                           f"its folder, or leave {task}.mitigations empty")
+    if ds["kind"] == "coco" and not ds.get("train_annotations"):
+        raise ConfigError(f"config datasets.{name}.train_annotations: the mitigations train on {name}'s train "
+                          f"split; give its instances json, or leave {task}.mitigations empty")
 
 
 def check_mitigations(config: dict) -> None:
