@@ -99,3 +99,24 @@ if "detection" in config:
         shell:
             "jpegstudy train-detector --arch {params.arch} --backbone {input.backbone} --train {input.train}"
             " --params {params.train:q} --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
+
+    rule resolve_detector:
+        input:
+            classes=paths.manifest(DET["dataset"], "val"),
+            checkpoint=lambda w: checkpoint_file(DET["models"][w.model]["weights"]),
+        output:
+            model=paths.reference("detection", "{model}"),
+        wildcard_constraints:
+            model=wildcard_names({n: m for n, m in DET["models"].items() if m["weights"] != "train"}),
+        params:
+            arch=lambda w: DET["models"][w.model].get("arch", w.model),
+            weights=lambda w: DET["models"][w.model]["weights"],
+        conda:
+            ENV
+        log:
+            paths.log("models", "detection-{model}"),
+        message:
+            "Resolving {params.weights} for the detector {wildcards.model}"
+        shell:
+            "jpegstudy resolve-detector --arch {params.arch} --weights {params.weights:q}"
+            " --classes-from {input.classes} --out {output.model} > {log} 2>&1"

@@ -170,3 +170,59 @@ def test_a_coco_dataset_is_checked_before_any_job(tmp_path):
     with pytest.raises(ConfigError, match=r"^config detection.models.mask_rcnn.weights: 'train' is for embedded_coco "
                                           r"datasets only$"):
         check_semantics(config)
+
+
+def test_paper_config_names_torchvisions_coco_detectors(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    from snakemake.utils import validate
+
+    validate(config, str(REPO / "config" / "schema.yaml"))
+    for ds in config["datasets"].values():  # the folders a user has; here stand-ins
+        for key in ("val", "train", "ground_truth", "val_annotations", "train_annotations"):
+            if key in ds:
+                ds[key] = str(tmp_path)
+    models = config["detection"]["models"]
+    assert {m["arch"]: m["weights"] for m in models.values()} == {
+        "fasterrcnn_resnet50_fpn": "COCO_V1", "maskrcnn_resnet50_fpn": "COCO_V1", "retinanet_resnet50_fpn": "COCO_V1"}
+    check_semantics(copy.deepcopy(config))
+    models["faster_rcnn"]["weights"] = "COCO_V9"
+    with pytest.raises(ConfigError, match=r"^config detection.models.faster_rcnn.weights: COCO_V9 is neither one of "
+                                          r"fasterrcnn_resnet50_fpn's torchvision weights \(COCO_V1, DEFAULT\) nor an "
+                                          r"existing checkpoint file$"):
+        check_semantics(copy.deepcopy(config))
+    models["faster_rcnn"]["weights"] = "train"
+    with pytest.raises(ConfigError, match=r"fasterrcnn_resnet50_fpn is not trained here"):
+        check_semantics(config)
+
+
+def test_coco_weights_keep_the_datasets_classes_by_name(tmp_path):
+    """A COCO-layout checkpoint (91 outputs, torchvision's category order) reduced to two of its classes: the
+    background row and the rows of "car" (3) and "person" (1), in the dataset's order, are what is kept."""
+    from jpegstudy.errors import ModelError
+    from jpegstudy.tasks import detection
+
+    torch.manual_seed(0)
+    full = detection.build("fasterrcnn_resnet50_fpn", 90)
+    torch.save({"model": full.state_dict()}, tmp_path / "coco.pth")
+    reduced = detection.resolve("fasterrcnn_resnet50_fpn", str(tmp_path / "coco.pth"), ["car", "person"])
+    cls = full.state_dict()["roi_heads.box_predictor.cls_score.weight"]
+    box = full.state_dict()["roi_heads.box_predictor.bbox_pred.weight"].reshape(91, 4, -1)
+    assert torch.equal(reduced["roi_heads.box_predictor.cls_score.weight"], cls[[0, 3, 1]])
+    assert torch.equal(reduced["roi_heads.box_predictor.bbox_pred.weight"], box[[0, 3, 1]].reshape(12, -1))
+    assert torch.equal(reduced["backbone.body.conv1.weight"], full.state_dict()["backbone.body.conv1.weight"])
+    small = detection.build("fasterrcnn_resnet50_fpn", 2)
+    small.load_state_dict(reduced)  # strict: the reduced weights are exactly the 2-class detector's
+    with pytest.raises(ModelError, match=r"class 'ring-grainy' of the dataset is not among the detector's categories"):
+        detection.resolve("fasterrcnn_resnet50_fpn", str(tmp_path / "coco.pth"), ["car", "ring-grainy"])
+    # RetinaNet's class channels are anchor-major (9 anchors x 91 classes): each anchor keeps rows 0, 3, 1
+    retina = detection.build("retinanet_resnet50_fpn", 90)
+    torch.save(retina.state_dict(), tmp_path / "retina.pth")
+    kept = detection.resolve("retinanet_resnet50_fpn", str(tmp_path / "retina.pth"), ["car", "person"])
+    logits = retina.state_dict()["head.classification_head.cls_logits.bias"].reshape(9, 91)
+    assert torch.equal(kept["head.classification_head.cls_logits.bias"], logits[:, [0, 3, 1]].reshape(-1))
+    state = full.state_dict()
+    state.pop("rpn.head.conv.0.0.weight")
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(ModelError, match=r"broken.pth: checkpoint does not fit fasterrcnn_resnet50_fpn: missing keys "
+                                         r"rpn.head.conv.0.0.weight"):
+        detection.resolve("fasterrcnn_resnet50_fpn", str(tmp_path / "broken.pth"), ["car"])

@@ -105,6 +105,17 @@ def cmd_train_detector(a) -> None:
     loop.finish(a.out)
 
 
+def cmd_resolve_detector(a) -> None:
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import detection
+
+    classes = manifests.read(a.classes_from).classes
+    state = detection.resolve(a.arch, a.weights, classes)
+    detection.save_reference(a.out, arch=a.arch, classes=classes, image_size=None, transform={}, source=a.weights,
+                             state_dict=state)
+    print(f"{a.out}: {a.arch} from {a.weights}, {len(classes)} classes of {a.classes_from}")
+
+
 def cmd_resolve_model(a) -> None:
     from jpegstudy.data import manifest as manifests
     from jpegstudy.tasks import classification
@@ -447,6 +458,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train_detector)
+
+    s = sub.add_parser("resolve-detector", help="torchvision's COCO weights or a checkpoint as a detector reference file")
+    s.add_argument("--arch", required=True, choices=["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn",
+                                                     "retinanet_resnet50_fpn"])
+    s.add_argument("--weights", required=True, help="a torchvision weights name (COCO_V1) or a checkpoint file")
+    s.add_argument("--classes-from", required=True, help="the eval set's manifest: the classes kept, by name")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_resolve_detector)
 
     s = sub.add_parser("resolve-model", help="resolve torchvision weights or a checkpoint into a reference file")
     s.add_argument("--arch", required=True, help=ARCH_HELP)

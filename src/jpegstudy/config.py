@@ -108,8 +108,22 @@ def check_detection(config: dict) -> None:
     for name, model in det["models"].items():
         key = f"config detection.models.{name}"
         arch = model.get("arch", name)
-        if arch not in ("faster_rcnn", "mask_rcnn"):
-            raise ConfigError(f"{key}: {arch!r} is not a detector (give arch: faster_rcnn or mask_rcnn)")
+        if arch not in EMBEDDED_DETECTORS + PAPER_DETECTORS:
+            raise ConfigError(f"{key}: {arch!r} is not a detector (give arch: one of "
+                              f"{', '.join(EMBEDDED_DETECTORS + PAPER_DETECTORS)})")
+        weights = model["weights"]
+        if arch in PAPER_DETECTORS:
+            if weights == "train":
+                raise ConfigError(f"{key}.weights: {arch} is not trained here; give COCO_V1 or a checkpoint file")
+            from jpegstudy.tasks import detection  # torchvision: only a study with a paper detector needs it
+
+            if weights not in detection.weight_names(arch) and not Path(weights).is_file():
+                raise ConfigError(f"{key}.weights: {weights} is neither one of {arch}'s torchvision weights "
+                                  f"({', '.join(detection.weight_names(arch))}) nor an existing checkpoint file")
+            continue
+        if weights != "train":
+            raise ConfigError(f"{key}.weights: {arch} is an embedded detector, trained here (weights: train); for "
+                              f"COCO weights use one of {', '.join(PAPER_DETECTORS)}")
         if kind != "embedded_coco":
             raise ConfigError(f"{key}.weights: 'train' is for embedded_coco datasets only")
         backbone = model["backbone"]
@@ -120,6 +134,9 @@ def check_detection(config: dict) -> None:
             raise ConfigError(f"{key}.backbone: {backbone!r} is not a ResNet (the FPN takes layer2-layer4)")
 
 
+EMBEDDED_DETECTORS = ("faster_rcnn", "mask_rcnn")
+PAPER_DETECTORS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "retinanet_resnet50_fpn")
+MASK_DETECTORS = ("mask_rcnn", "maskrcnn_resnet50_fpn")
 RESNETS = ("resnet18", "resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x8d")
 
 
@@ -237,7 +254,8 @@ def check_mitigations(config: dict) -> None:
         section = config[task]
         if not section["mitigations"]:
             continue
-        _check_train_split(config, f"{task}.train_dataset", train_dataset(config, task), kinds[task], task)
+        if set(section["mitigations"]) & {"finetune", "ttac", "ac_comparison"}:  # they train on the task's data
+            _check_train_split(config, f"{task}.train_dataset", train_dataset(config, task), kinds[task], task)
         _check_train_split(config, "correction.dataset", correction["dataset"], CLASSIFICATION_KINDS, "correction")
         if "transfer" in section["mitigations"]:
             for src in section["transfer_from"]:

@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 from jpegstudy import paths
-from jpegstudy.config import mitigation_config, mitigation_inputs, study_mitigations, train_dataset, used_model_config
+from jpegstudy.config import (
+    MASK_DETECTORS,
+    mitigation_config,
+    mitigation_inputs,
+    study_mitigations,
+    train_dataset,
+    used_model_config,
+)
 
 
 def trainer_params(config: dict, *sections: dict) -> str:
@@ -108,7 +115,7 @@ def detection_tables(config: dict) -> dict[str, tuple[str, list[str]]]:
     if "detection" not in config:
         return {}
     models = config["detection"]["models"]
-    with_masks = [name for name, m in models.items() if m.get("arch", name) == "mask_rcnn"]
+    with_masks = [name for name, m in models.items() if m.get("arch", name) in MASK_DETECTORS]
     tables = {"detection": ("map", task_metrics(config, "detection"))}
     if with_masks:
         tables["detection_mask"] = ("mask_ap", task_metrics(config, "detection", models=with_masks))
@@ -131,7 +138,7 @@ def tide_models(config: dict) -> dict[str, str]:
     "bbox" for the others}."""
     if "detection" not in config:
         return {}
-    return {name: "segm" if m.get("arch", name) == "mask_rcnn" else "bbox"
+    return {name: "segm" if m.get("arch", name) in MASK_DETECTORS else "bbox"
             for name, m in config["detection"]["models"].items()}
 
 

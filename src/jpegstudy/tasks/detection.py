@@ -92,6 +92,74 @@ def build(arch: str, num_classes: int, image_size: int | None = None,
     return EMBEDDED[arch](backbone, None, rpn_anchor_generator=anchors, **heads, **proposals, **common)
 
 
+# The predictor layers whose rows are classes, and how many values a class has in each: resolve() keeps the rows of
+# the study's classes (background first), so a COCO-trained detector predicts class index + 1 like ours.
+CLASS_ROWS = {
+    "fasterrcnn_resnet50_fpn": {"roi_heads.box_predictor.cls_score": 1, "roi_heads.box_predictor.bbox_pred": 4},
+    "maskrcnn_resnet50_fpn": {"roi_heads.box_predictor.cls_score": 1, "roi_heads.box_predictor.bbox_pred": 4,
+                              "roi_heads.mask_predictor.mask_fcn_logits": 1},
+    "retinanet_resnet50_fpn": {"head.classification_head.cls_logits": "per anchor"},
+}
+RETINANET_ANCHORS = 9  # torchvision's retinanet_resnet50_fpn: 3 sizes x 3 aspect ratios per location
+
+
+def weight_names(arch: str) -> list[str]:
+    """torchvision's weights names of a paper detector (COCO_V1, DEFAULT); nothing downloads."""
+    return list(torchvision.models.get_model_weights(arch).__members__)
+
+
+def resolve(arch: str, source: str, classes: list[str]) -> dict:
+    """The state_dict of build(arch, len(classes)) from torchvision's COCO weights (a weights name: COCO_V1) or a
+    local checkpoint of the same architecture (COCO's 91 outputs, or the dataset's classes + background), its
+    keys and shapes checked. Only the study's classes are kept, matched by name to COCO's categories (torchvision's
+    meta["categories"]): the background row and one row per class, in the dataset's order; a class COCO lacks is
+    refused. (Faster and Mask R-CNN then take their softmax over those classes alone; COCO's unused "N/A" rows are
+    never targets in training, so this changes scores by very little.)"""
+    if arch not in PAPER:
+        raise ModelError(f"{arch}: COCO weights are for {', '.join(PAPER)}")
+    weights_enum = torchvision.models.get_model_weights(arch)
+    coco_names = weights_enum.COCO_V1.meta["categories"]
+    if source in weights_enum.__members__:
+        weights = weights_enum[source]
+        try:
+            state = weights.get_state_dict(progress=False, check_hash=True)
+        except Exception as e:  # noqa: BLE001 - urllib, hash and torch errors alike: the user needs the file
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise ModelError(f"{arch} {source}: cannot read {weights.url} ({why}); torchvision looks for it in "
+                             f"{torch.hub.get_dir()}/checkpoints/") from None
+        names = weights.meta["categories"]
+    else:
+        state = classification.extract_state_dict(torch.load(source, map_location="cpu", weights_only=True), source)
+        first = next(iter(CLASS_ROWS[arch]))
+        rows_per_class = RETINANET_ANCHORS if CLASS_ROWS[arch][first] == "per anchor" else 1
+        n = state[f"{first}.weight"].shape[0] // rows_per_class if f"{first}.weight" in state else None
+        if n == len(coco_names):
+            names = coco_names
+        elif n == len(classes) + 1:
+            names = ["__background__", *classes]
+        else:
+            raise ModelError(f"{source}: {n} classes in {first}: neither COCO's {len(coco_names)} (with background "
+                             f"and N/A) nor the dataset's {len(classes)} + background")
+    full = build(arch, len(names) - 1)
+    classification.fit_state_dict(full, state, arch, source)
+    missing = [c for c in classes if c not in names]
+    if missing:
+        raise ModelError(f"{source}: class {missing[0]!r} of the dataset is not among the detector's categories "
+                         f"({', '.join(n for n in names[1:6])}, ...)")
+    rows = torch.tensor([0] + [names.index(c) for c in classes])
+    reduced = full.state_dict()
+    for layer, per_class in CLASS_ROWS[arch].items():
+        for kind in ("weight", "bias"):
+            value = reduced[f"{layer}.{kind}"]
+            if per_class == "per anchor":  # RetinaNet: anchors x classes channels, anchor-major
+                grouped = value.reshape(-1, len(names), *value.shape[1:])
+                reduced[f"{layer}.{kind}"] = grouped[:, rows].reshape(-1, *value.shape[1:])
+            else:
+                grouped = value.reshape(len(names), per_class, *value.shape[1:])
+                reduced[f"{layer}.{kind}"] = grouped[rows].reshape(-1, *value.shape[1:]).clone()
+    return reduced
+
+
 def save_reference(path, *, arch: str, classes: list[str], image_size: int | None, transform: dict, source: str,
                    state_dict: dict, backbone: dict | None = None) -> None:
     """A detector's reference file: what build() needs again (arch, classes, image size, the backbone
