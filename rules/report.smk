@@ -253,7 +253,11 @@ rule figure_detection:
     params:
         kind=lambda w: DETECTION_FIGURES[w.name][0],
         figure=as_json(
-            {**config["report"]["figure"], "field": "map", "confidence": {**config["confidence"], "seed": config["seed"]}}
+            {
+                **config["report"]["figure"],
+                "field": "map",
+                "confidence": {**config["confidence"], "seed": config["seed"]},
+            }
         ),
     conda:
         ENV

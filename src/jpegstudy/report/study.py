@@ -119,9 +119,13 @@ def _what(row: dict) -> str:
     return f"{row['model']} {row['mitigation']} {quality}, {row['n_images']} images"
 
 
+# The values a provenance entry lists of each row: every number the tables and figures can show of it.
+RECORDED = ("top1", "top5", "map", "ap50", "ap75", "mask_ap", "mask_ap50", "mask_ap75")
+
+
 def _values(row: dict) -> str:
     fields = ["images_per_s"] if "images_per_s" in row else [
-        f for f in ("top1", "top1_low", "top1_high", "top5", "top5_low", "top5_high") if f in row]
+        f for name in RECORDED for f in (name, f"{name}_low", f"{name}_high") if row.get(f) is not None]
     return ", ".join(f"{f} {row[f]:.4f}" for f in fields)
 
 
