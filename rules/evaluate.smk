@@ -36,15 +36,17 @@ rule evaluate:
         " --device {params.device} --out {output.metrics} --predictions {output.predictions} > {log} 2>&1"
 
 
-rule throughput_classification:
+rule throughput:
     input:
-        reference=paths.reference("classification", "{model}"),
+        reference=paths.reference("{task}", "{model}"),
         correctors=list(dag.throughput_correctors(config).values()),
     output:
-        metrics=paths.throughput("classification", "{model}"),
+        metrics=paths.throughput("{task}", "{model}"),
+    wildcard_constraints:
+        task=TASK_NAMES,
     params:
         correctors=" ".join(f"{name}={path}" for name, path in dag.throughput_correctors(config).items()),
-        used=as_json({**CLS["throughput"], "seed": config["seed"], "threads": config["threads"]}),
+        used=lambda w: as_json({**config[w.task]["throughput"], "seed": config["seed"], "threads": config["threads"]}),
         device=config["device"],
     # Like every job, `threads` cores: other jobs may run beside it on other cores (shared memory bandwidth makes
     # its figures a little pessimistic); `snakemake --cores 1 <target>` measures it alone.
@@ -52,12 +54,13 @@ rule throughput_classification:
     conda:
         ENV
     log:
-        paths.log("evaluate", "throughput-classification-{model}"),
+        paths.log("evaluate", "throughput-{task}-{model}"),
     benchmark:
-        paths.benchmark("evaluate", "throughput-classification-{model}")
+        paths.benchmark("evaluate", "throughput-{task}-{model}")
     message:
-        "Measuring training and inference throughput of {wildcards.model}, alone and with each corrector"
+        "Measuring training and inference throughput of the {wildcards.task} model {wildcards.model}, alone and with"
+        " each corrector"
     shell:
-        "jpegstudy throughput --model {wildcards.model} --reference {input.reference}"
-        " --corrector {params.correctors} --params {params.used:q} --rule throughput_classification"
+        "jpegstudy throughput --task {wildcards.task} --model {wildcards.model} --reference {input.reference}"
+        " --corrector {params.correctors} --params {params.used:q} --rule throughput_{wildcards.task}"
         " --threads {threads} --device {params.device} --out {output.metrics} > {log} 2>&1"

@@ -32,6 +32,8 @@ SUMMARY_METRICS = [
     paths.metrics("classification", model, m) for model, m in REPORT_PAIRS if m in ("none", "finetune", "ttac")
 ]
 THROUGHPUT = expand(paths.throughput("classification", "{model}"), model=list(REPORT_MITIGATIONS))
+# Appendix E's table and figure: every task's models.
+ALL_THROUGHPUT = THROUGHPUT + [paths.throughput("detection", m) for m in config.get("detection", {}).get("models", {})]
 # Plotting options; the figures with drops also get the bootstrap settings of their bands.
 FIGURE = as_json(config["report"]["figure"])
 FIGURE_WITH_BANDS = as_json(
@@ -208,7 +210,7 @@ rule table_reference:
 
 rule table_throughput:
     input:
-        throughput=THROUGHPUT,
+        throughput=ALL_THROUGHPUT,
         template=template("throughput_table.tex.j2"),
     output:
         table=paths.table("throughput"),
@@ -352,7 +354,7 @@ rule figure_model_classification:
 
 rule figure_throughput_classification:
     input:
-        throughput=THROUGHPUT,
+        throughput=ALL_THROUGHPUT,
     output:
         pdf=paths.figure("throughput_classification", "pdf"),
         png=dag.figure_png("throughput_classification", "throughput_classification", "Appendix E: throughput"),
@@ -372,7 +374,7 @@ rule figure_throughput_classification:
 rule study_pdf:
     input:
         pieces=list(STUDY_PIECES.values()),
-        metrics=ALL_METRICS + THROUGHPUT + dag.task_metrics(config, "detection"),
+        metrics=ALL_METRICS + ALL_THROUGHPUT + dag.task_metrics(config, "detection"),
         template=template("study.tex.j2"),
     output:
         pdf=report(paths.study_pdf(), caption="captions/study_pdf.rst", category="Study PDF"),

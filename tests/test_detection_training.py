@@ -226,3 +226,26 @@ def test_coco_weights_keep_the_datasets_classes_by_name(tmp_path):
     with pytest.raises(ModelError, match=r"broken.pth: checkpoint does not fit fasterrcnn_resnet50_fpn: missing keys "
                                          r"rpn.head.conv.0.0.weight"):
         detection.resolve("fasterrcnn_resnet50_fpn", str(tmp_path / "broken.pth"), ["car"])
+
+
+def test_detector_throughput_times_inference_and_a_training_step(tmp_path):
+    from jpegstudy import throughput
+    from jpegstudy.tasks import classification, detection
+
+    classifier = classification.build("resnet18", 10)
+    model = detection.build("mask_rcnn", 10, SIZE, classifier)
+    detection.save_reference(tmp_path / "det.pt", arch="mask_rcnn", classes=embedded.CATEGORIES, image_size=SIZE,
+                             transform={}, source="test", state_dict=model.state_dict(),
+                             backbone={"arch": "resnet18", "build_kwargs": {}, "classes": embedded.CATEGORIES})
+    result = throughput.task_throughput(task="detection", model_name="mask_rcnn", reference=str(tmp_path / "det.pt"),
+                                        corrector_files={}, batch_sizes=[2], seconds=0.01, params={}, rule="t",
+                                        device="cpu")
+    assert result["task"] == "detection"
+    assert [(r["mode"], r["batch_size"], r["image_size"]) for r in result["rows"]] == [
+        ("inference", 2, SIZE), ("train", 2, SIZE)]
+    assert all(r["images_per_s"] > 0 and r["task"] == "detection" for r in result["rows"])
+    images, targets = detection.throughput_batch({"image_size": SIZE, "classes": ["a", "b"], "arch": "mask_rcnn"}, 2,
+                                                 torch.Generator().manual_seed(0))
+    assert images.shape == (2, 3, SIZE, SIZE) and targets[0]["masks"].shape == (3, SIZE, SIZE)
+    boxes = targets[0]["boxes"]
+    assert (boxes[:, 2:] > boxes[:, :2]).all() and targets[0]["labels"].max() <= 2

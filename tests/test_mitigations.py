@@ -162,7 +162,7 @@ def test_finetuning_changes_the_weights_deterministically(data, tmp_path):
 
 def test_throughput_rows(data, tmp_path):
     correctors.save(tmp_path / "a.pt", tiny_arcnn(quality=10), source="test")
-    result = throughput.classification_throughput(
+    result = throughput.task_throughput(
         model_name="resnet18", reference=str(data["reference"]), corrector_files={"arcnn": str(tmp_path / "a.pt")},
         batch_sizes=[1, 4], seconds=0.05, params={}, rule="test", device="cpu")
     rows = result["rows"]

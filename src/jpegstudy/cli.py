@@ -274,8 +274,8 @@ def cmd_throughput(a) -> None:
     torch.set_num_threads(a.threads)
     p = _json(a.params)
     correctors = dict(item.split("=", 1) for item in a.corrector)
-    result = throughput.classification_throughput(
-        model_name=a.model, reference=a.reference, corrector_files=correctors, batch_sizes=p["batch_sizes"],
+    result = throughput.task_throughput(
+        task=a.task, model_name=a.model, reference=a.reference, corrector_files=correctors, batch_sizes=p["batch_sizes"],
         seconds=p["seconds"], params=p, rule=a.rule, device=a.device, seed=p.get("seed", 0))
     atomic.write_json(a.out, result)
 
@@ -528,6 +528,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", required=True, help="the task model (reference file)")
 
     s = sub.add_parser("throughput", help="images/s of training and inference, model alone and with each corrector")
+    _task_option(s)
     s.add_argument("--model", required=True, help="the model's name in config")
     s.add_argument("--reference", required=True)
     s.add_argument("--corrector", nargs="*", default=[], metavar="NAME=FILE")

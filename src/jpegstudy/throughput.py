@@ -13,11 +13,11 @@ import time
 
 import torch
 
-from jpegstudy import cpu, provenance
+from jpegstudy import cpu, provenance, tasks
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
 from jpegstudy.devices import device_name, pick_device
-from jpegstudy.tasks import classification
+from jpegstudy.train.finetune import to_device
 from jpegstudy.train.ttac import freeze, ttac_loss
 
 
@@ -34,7 +34,7 @@ def images_per_second(step, batch_size: int, seconds: float, device) -> float:
     return calls * batch_size / (time.perf_counter() - start)
 
 
-def _steps(model, transform, corrector, images, batch, labels):
+def _steps(task, model, transform, corrector, images, batch, targets):
     """(inference step, training step) for the model alone (corrector None) or with the corrector. Inference runs
     in the layout evaluation uses (channels_last on the CPU), training in the one the training jobs use."""
     fast = cpu.fast_layout(copy.deepcopy(model), images.device)
@@ -48,7 +48,7 @@ def _steps(model, transform, corrector, images, batch, labels):
                 fast.eval()(x)
 
         def train():
-            loss = torch.nn.functional.cross_entropy(model.train()(x), labels)
+            loss = task.finetune_loss(model.train(), x, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -60,22 +60,24 @@ def _steps(model, transform, corrector, images, batch, labels):
                 fast.eval()(transform(corrector.eval()(batch)))
 
         def train():
-            loss = ttac_loss(classification.ttac_target, freeze(model), transform, corrector.train(), images, batch)
+            loss = ttac_loss(task.ttac_target, freeze(model), transform, corrector.train(), images, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     return infer, train
 
 
-def classification_throughput(*, model_name: str, reference: str, corrector_files: dict[str, str],
-                              batch_sizes: list[int], seconds: float, params: dict, rule: str,
-                              device: str = "auto", seed: int = 0) -> dict:
+def task_throughput(*, task: str = "classification", model_name: str, reference: str,
+                    corrector_files: dict[str, str], batch_sizes: list[int], seconds: float, params: dict, rule: str,
+                    device: str = "auto", seed: int = 0) -> dict:
+    """The throughput rows of one `task` model, alone and with each corrector, at each batch size, on random
+    images of the model's input size (and the task's stand-in targets for its training step: throughput_batch)."""
     dev = pick_device(device)
-    model, meta = classification.load_reference(reference)
+    t = tasks.get(task)
+    model, meta = t.load_reference(reference)
     model.to(dev)
     initial = copy.deepcopy(model.state_dict())
-    transform = classification.tensor_transform(meta["transform"])
-    size = meta["transform"]["crop"]
+    transform = t.tensor_transform(meta["transform"])
     loaded = {None: (None, {})}
     for name, path in corrector_files.items():
         loaded[name] = (correctors.load(path)[0].to(dev), provenance.file_inputs({"corrector": path}))
@@ -83,13 +85,14 @@ def classification_throughput(*, model_name: str, reference: str, corrector_file
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for batch_size in batch_sizes:
-        images = torch.randint(0, 256, (batch_size, 3, size, size), generator=generator, dtype=torch.uint8)
-        labels = torch.randint(0, len(meta["classes"]), (batch_size,), generator=generator).to(dev)
+        images, targets = t.throughput_batch(meta, batch_size, generator)
+        size = images.shape[-1]
+        targets = to_device(targets, dev)
         batch = inputs.from_images(images, [50] * batch_size).to(dev)
         for name, (corrector, corrector_input) in loaded.items():
             # Fresh weights each time: the training steps below change them.
             model.load_state_dict(initial)
-            infer, train = _steps(model, transform, corrector, images.to(dev), batch, labels)
+            infer, train = _steps(t, model, transform, corrector, images.to(dev), batch, targets)
             for mode, step in (("inference", infer), ("train", train)):
                 start = time.perf_counter()
                 try:
@@ -101,7 +104,7 @@ def classification_throughput(*, model_name: str, reference: str, corrector_file
                     print(f"{model_name} + {name or 'no corrector'} {mode} batch {batch_size}: not measured "
                           f"({str(e).splitlines()[0]})", flush=True)
                     continue
-                row = {"task": "classification", "model": model_name, "corrector": name, "mode": mode,
+                row = {"task": task, "model": model_name, "corrector": name, "mode": mode,
                        "batch_size": batch_size, "image_size": size, "images_per_s": rate}
                 row["provenance"] = provenance.record(
                     inputs={**provenance.file_inputs({"weights": reference}), **corrector_input}, params=params,
@@ -109,4 +112,4 @@ def classification_throughput(*, model_name: str, reference: str, corrector_file
                 rows.append({"id": provenance.row_id(row), **row})
                 print(f"{model_name} + {name or 'no corrector'} {mode} batch {batch_size}: {rate:.1f} images/s",
                       flush=True)
-    return {"task": "classification", "model": model_name, "kind": "throughput", "rows": rows}
+    return {"task": task, "model": model_name, "kind": "throughput", "rows": rows}

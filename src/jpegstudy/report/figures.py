@@ -439,7 +439,7 @@ def throughput_figure(throughput_files, outputs, params: dict | None = None) -> 
     largest = df.groupby(["model", "mode"])["batch_size"].transform("max")
     d = df[df["batch_size"] == largest].copy()
     d["corrector"] = d["corrector"].fillna("model alone")
-    modes = [m for m in ("inference", "training") if m in set(d["mode"])]
+    modes = [m for m in ("inference", "train") if m in set(d["mode"])]  # the modes throughput rows are timed in
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(1, len(modes), squeeze=False, figsize=(params["width"] * (0.7 + 0.3 * len(modes)),
                                                                    params["height"]), layout="constrained")
@@ -449,9 +449,12 @@ def throughput_figure(throughput_files, outputs, params: dict | None = None) -> 
         sns.barplot(data=rows, x="model", y="images_per_s", hue="corrector", hue_order=order, ax=ax,
                     legend=ax is axes[0][0])
         batch = ", ".join(str(b) for b in sorted(rows["batch_size"].unique()))
-        ax.set_title(f"{mode} (batch {batch})", fontsize="small")
+        ax.set_title(f"{'training' if mode == 'train' else mode} (batch {batch})", fontsize="small")
         ax.set_xlabel("")
         ax.set_ylabel("images/s")
+        ax.tick_params(axis="x", labelrotation=30)  # several tasks' model names side by side
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     if axes[0][0].get_legend() is not None:
         sns.move_legend(axes[0][0], "upper right", fontsize="x-small", title_fontsize="x-small", frameon=True)
     _save(fig, outputs, [f"{i}/images_per_s" for i in d["id"]], params["dpi"])

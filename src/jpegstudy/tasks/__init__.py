@@ -19,6 +19,8 @@ What the shared code (evaluate, train.ttac, train.finetune, the CLI, the rules) 
                                        per_image results) from its batches
     ttac_target(model, x)              what TTAC's L1 compares on the original and the corrected image
     finetune_loss(model, x, targets)   the task's own training loss on a (JPEG) batch
+    throughput_batch(meta, n, generator)
+                                       (uint8 images of the model's input size, targets): what throughput times
 
 Modules are imported when asked for, so a command that needs no task network does not load one.
 """

@@ -682,6 +682,13 @@ def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | 
     return {**scores, "per_image": correct, "predictions": predictions}
 
 
+def throughput_batch(meta: dict, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n random uint8 images of the model's crop and random labels: what a throughput figure times."""
+    size = meta["transform"]["crop"]
+    images = torch.randint(0, 256, (n, 3, size, size), generator=generator, dtype=torch.uint8)
+    return images, torch.randint(0, len(meta["classes"]), (n,), generator=generator)
+
+
 def ttac_target(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The logits: TTAC makes the classifier's output on the corrected JPEG that on the original."""
     return model(x)

@@ -247,6 +247,30 @@ def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | 
     return {**fields, "per_image": per_image, "predictions": results}
 
 
+# A paper detector's throughput is timed at COCO's typical image size (torchvision resizes it to 800 px inside).
+PAPER_THROUGHPUT_SIZE = 640
+
+
+def throughput_batch(meta: dict, n: int, generator: torch.Generator) -> tuple[torch.Tensor, list[dict]]:
+    """n random uint8 images of the detector's image size and, for its training step, three random boxes (and
+    their masks) an image of random classes: what a throughput figure times."""
+    size = meta["image_size"] or PAPER_THROUGHPUT_SIZE
+    images = torch.randint(0, 256, (n, 3, size, size), generator=generator, dtype=torch.uint8)
+    targets = []
+    for _ in range(n):
+        corner = torch.randint(0, size // 2, (3, 2), generator=generator).float()
+        extent = torch.randint(size // 8, size // 2, (3, 2), generator=generator).float()
+        boxes = torch.cat([corner, corner + extent], 1)
+        target = {"boxes": boxes, "labels": torch.randint(1, len(meta["classes"]) + 1, (3,), generator=generator)}
+        if has_masks(meta["arch"]):
+            masks = torch.zeros(3, size, size, dtype=torch.uint8)
+            for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
+                masks[k, y1:y2, x1:x2] = 1
+            target["masks"] = masks
+        targets.append(target)
+    return images, targets
+
+
 def ttac_target(model: torch.nn.Module, x: torch.Tensor) -> dict:
     """Every FPN level of the backbone, as the paper's detection TTAC compares (after the detector's own
     normalisation and resize)."""
