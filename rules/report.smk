@@ -65,6 +65,8 @@ REPORT_TARGETS += [paths.table(name) for name in DETECTION_TABLES]
 DETECTION_FIGURES = dag.detection_figures(config)
 REPORT_TARGETS += [paths.figure(name, ext) for name in DETECTION_FIGURES for ext in ("pdf", "png")]
 REPORT_TARGETS += [paths.table("reference"), paths.table("throughput")]
+if "detection" in config:
+    REPORT_TARGETS.append(paths.table("reference_detection"))
 REPORT_TARGETS += expand(paths.figure("throughput_classification", "{ext}"), ext=["pdf", "png"])
 REPORT_TARGETS += expand(paths.figure("model_classification_{model}", "{ext}"), model=list(CLS_MODELS),
                          ext=["pdf", "png"])
@@ -206,6 +208,23 @@ rule table_reference:
     shell:
         "jpegstudy table --kind reference {input.metrics} --out {output.table}"
         " --html {output.html} > {log} 2>&1"
+
+
+rule table_reference_detection:
+    input:
+        metrics=dag.task_metrics(config, "detection", mitigations=("none",)),
+        template=template("reference_table.tex.j2"),
+    output:
+        table=paths.table("reference_detection"),
+        html=dag.table_page("reference_detection", "reference_detection"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "table-reference_detection"),
+    message:
+        "Writing the detectors' reference table (clean box and mask mAP beside torchvision's documented ones)"
+    shell:
+        "jpegstudy table --kind reference {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
 
 
 rule table_throughput:

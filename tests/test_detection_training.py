@@ -249,3 +249,30 @@ def test_detector_throughput_times_inference_and_a_training_step(tmp_path):
     assert images.shape == (2, 3, SIZE, SIZE) and targets[0]["masks"].shape == (3, SIZE, SIZE)
     boxes = targets[0]["boxes"]
     assert (boxes[:, 2:] > boxes[:, :2]).all() and targets[0]["labels"].max() <= 2
+
+
+def test_detection_reference_table_sits_beside_torchvisions_documented_map(tmp_path, capsys):
+    from jpegstudy import audit
+    from jpegstudy.provenance import row_id
+    from jpegstudy.report import tables
+
+    files = []
+    for model, arch, mask in (("frcnn", "fasterrcnn_resnet50_fpn", None), ("mrcnn", "maskrcnn_resnet50_fpn", 33.25)):
+        row = {"task": "detection", "model": model, "mitigation": "none", "dataset": "coco", "quality": None,
+               "n_images": 5000, "map": 36.5, "map_low": 35.5, "map_high": 37.5,
+               "provenance": {"config": {f"detection.models.{model}": {"arch": arch, "weights": "COCO_V1"}},
+                              "inputs": {}, "rule": "evaluate", "git": {"commit": None}}}
+        if mask is not None:
+            row["mask_ap"] = mask
+        path = tmp_path / "metrics" / f"{model}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"rows": [{"id": row_id(row), **row}]}))
+        files.append(path)
+    tex = tables.reference_table(files)
+    assert "Box mAP & & Mask mAP & Box mAP & Mask mAP" in tex and "COCO-val2017 mAP" in tex
+    assert r"\jsdoc{torchvision:FasterRCNN_ResNet50_FPN_Weights.COCO_V1:box_map}{37.00} & --\\" in tex
+    assert (r"\jsdoc{torchvision:MaskRCNN_ResNet50_FPN_Weights.COCO_V1:box_map}{37.90} & "
+            r"\jsdoc{torchvision:MaskRCNN_ResNet50_FPN_Weights.COCO_V1:mask_map}{34.60}") in tex
+    (tmp_path / "reference.tex").write_text(tex)
+    assert audit.audit(str(tmp_path / "reference.tex"), str(tmp_path / "metrics"))
+    assert "numbers traced" in capsys.readouterr().out

@@ -100,14 +100,18 @@ def _split_ref(ref: str) -> tuple[str, str]:
 
 
 def documented(ref: str, field: str) -> float | None:
-    """torchvision's documented ImageNet-1K `field` (acc@1, acc@5) of the weights named in `ref`, or None."""
+    """torchvision's documented `field` of the weights named in `ref` (ImageNet-1K acc@1, acc@5; COCO-val2017
+    box_map, mask_map), or None."""
     import torchvision
 
     try:
         weights = torchvision.models.get_weight(ref.removeprefix("torchvision:"))
     except (ValueError, KeyError, AttributeError):
         return None
-    return weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get(field)
+    for values in weights.meta.get("_metrics", {}).values():  # one dataset's metrics: their names do not overlap
+        if field in values:
+            return values[field]
+    return None
 
 
 def show_row(row_id: str, metrics_dir: str = "results/metrics") -> bool:

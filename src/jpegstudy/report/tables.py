@@ -16,6 +16,7 @@ from jpegstudy.report.metrics import (
     AC_NETWORKS,
     AC_TRAINING,
     FIELD_LABELS,
+    FIELD_NAMES,
     NETWORK_LABELS,
     TASK_TITLES,
     by_quality,
@@ -190,25 +191,55 @@ def documented_cell(documented: dict | None, key: str) -> str:
     return f"\\jsdoc{{{documented['ref']}:{key}}}{{{fmt(documented[key])}}}"
 
 
+def documented_map(model_config: dict, model: str) -> dict | None:
+    """torchvision's documented COCO-val2017 box (and mask) mAP of a detector's weights, as documented_accuracy
+    gives them; None for weights trained here or a checkpoint."""
+    import torchvision
+
+    arch, weights = model_config.get("arch", model), model_config.get("weights")
+    try:
+        member = torchvision.models.get_model_weights(arch)[weights]
+    except (ValueError, KeyError):
+        return None
+    metrics = member.meta.get("_metrics", {}).get("COCO-val2017")
+    return None if metrics is None else {"ref": f"torchvision:{type(member).__name__}.{member.name}", **metrics}
+
+
+# Per task: (the two fields measured, their headings, torchvision's two documented keys, what those are)
+REFERENCE_COLUMNS = {
+    "classification": (("top1", "top5"), ("Top-1", "Top-5"), ("acc@1", "acc@5"), "ImageNet-1K accuracies"),
+    "detection": (("map", "mask_ap"), ("Box mAP", "Mask mAP"), ("box_map", "mask_map"), "COCO-val2017 mAP"),
+}
+
+
 def reference_table(metric_files) -> str:
-    """Appendix D.3: each model's clean top-1 and top-5 (with intervals) without mitigation, beside torchvision's
-    documented values for the weights it was loaded with, where torchvision documents them."""
+    """Appendix D.3: each model's clean metrics (top-1 and top-5; box and mask mAP), the first with its interval,
+    without mitigation, beside torchvision's documented values for the weights it was loaded with, where
+    torchvision documents them."""
     df = classification_frame(metric_files)
     df = df[df["mitigation"] == "none"]
     if df.empty:
         raise ValueError(f"{', '.join(map(str, metric_files))}: no 'none' rows (the reference table is the models "
                          "without mitigation)")
+    task = df["task"].iloc[0] if "task" in df else "classification"
+    (first, second), heads, keys, documented_what = REFERENCE_COLUMNS[task]
+    documented_of = documented_accuracy if task == "classification" else documented_map
     models = []
     for name, rows in df.groupby("model", sort=False):
         clean = by_quality(rows)[None]
-        config = clean["provenance"]["config"].get(f"classification.models.{name}", {})
-        documented = documented_accuracy(config, name)
+        config = clean["provenance"]["config"].get(f"{task}.models.{name}", {})
+        documented = documented_of(config, name)
+        measured = cell(clean, second) if pd.notna(clean.get(second)) else "--"  # a detector without masks
+        shown = documented if documented is not None and keys[1] in documented else None
         models.append({"name": name, "arch": config.get("arch", name), "weights": config.get("weights", "?"),
-                       "cells": [cell(clean, "top1"), interval_cell(clean, "top1"), cell(clean, "top5"),
-                                 documented_cell(documented, "acc@1"), documented_cell(documented, "acc@5")]})
+                       "cells": [cell(clean, first), interval_cell(clean, first), measured,
+                                 documented_cell(documented, keys[0]), documented_cell(shown, keys[1])]})
     return environment().get_template("reference_table.tex.j2").render(
         sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], models=models,
-        confidence_label=confidence_label(df))
+        confidence_label=confidence_label(df), heads=heads, documented_what=documented_what,
+        interval_of=FIELD_NAMES[first],
+        noun="model" if task == "classification" else "detector",
+        label="tab:reference" if task == "classification" else f"tab:reference-{task}")
 
 
 def throughput_table(throughput_files) -> str:
