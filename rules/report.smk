@@ -268,7 +268,7 @@ rule figure_detection:
         metrics=lambda w: DETECTION_FIGURES[w.name][1],
     output:
         pdf=paths.figure("{name}", "pdf"),
-        png=dag.figure_png("{name}", "{name}", "Figures"),
+        png=dag.figure_png("{name}", "detection_figure", "Figures"),
     wildcard_constraints:
         name="|".join(DETECTION_FIGURES) or "(?!)",
     params:

@@ -95,6 +95,7 @@ def cmd_train_detector(a) -> None:
         raise ValueError(f"{a.train}: not a COCO-layout split (no annotations file); a detector trains on boxes")
     size = p["image_size"]
     classifier, backbone = classification.load_reference(a.backbone)
+    torch.manual_seed(p["seed"])  # the new heads' initial weights: two runs must give the same detector
     model = detection.build(a.arch, len(train.classes), size, classifier)
     model = detector.train(model, a.arch, train, out=a.out, epochs=p["epochs"], batch_size=p["batch_size"],
                            lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"], device=a.device)
