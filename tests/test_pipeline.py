@@ -51,7 +51,7 @@ def test_smoke_study_makes_table_figure_and_metrics(smoke_runs):
         assert manifest["source"]["quality"] == q and manifest["images"][0]["path"].endswith(".jpg")
 
 
-def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(smoke_runs, capsys):
+def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(smoke_runs, capsys, monkeypatch):
     from pycocotools.coco import COCO
 
     from jpegstudy.tasks import detection_metric
@@ -91,6 +91,7 @@ def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(
     for name in ("drop_detection", "mitigation_detection"):
         assert (workdir / "reports" / "figures" / f"{name}.png").stat().st_size > 1000
     figure = workdir / "reports/appendix/qualitative_detection_mask_rcnn.pdf"
+    monkeypatch.chdir(workdir)  # the files it was drawn from are named relative to the study's folder
     assert figure.stat().st_size > 1000 and audit.audit(str(figure), str(workdir / "results/metrics"))
     # TIDE on Mask R-CNN's masks without mitigation: a row per eval set, its AP50 COCOeval's on the same predictions
     tide = json.loads((workdir / "results/metrics/tide/detection/mask_rcnn.json").read_text())
