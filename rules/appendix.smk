@@ -24,10 +24,11 @@ APPENDIX_TARGETS = [
     for model in CLS_MODELS
     for ext in ("pdf", "png")
 ] + list(TIDE_PIECES.values()) + ([paths.appendix("tide_dap", "png")] if TIDE_MODELS else [])
-# Appendix C for detection: one figure per detector (TIDE_MODELS names every detector).
+# Appendix C for detection: one figure per detector.
+DETECTORS = list(config.get("detection", {}).get("models", {}))
 APPENDIX_QUALITATIVE_DETECTION = {model: paths.appendix(f"qualitative_detection_{model}", "pdf")
-                                  for model in TIDE_MODELS}
-APPENDIX_TARGETS += [paths.appendix(f"qualitative_detection_{model}", ext) for model in TIDE_MODELS
+                                  for model in DETECTORS}
+APPENDIX_TARGETS += [paths.appendix(f"qualitative_detection_{model}", ext) for model in DETECTORS
                      for ext in ("pdf", "png")]
 
 
@@ -90,7 +91,7 @@ rule appendix_qualitative_classification:
 
 rule appendix_qualitative_detection:
     input:
-        unpack(lambda w: dag.detection_appendix_input(config, w)),
+        unpack(lambda w: dag.appendix_input(config, w, "detection")),
     output:
         pdf=paths.appendix("qualitative_detection_{model}", "pdf"),
         png=report(
@@ -100,7 +101,7 @@ rule appendix_qualitative_detection:
             subcategory="{model}",
         ),
     wildcard_constraints:
-        model="|".join(TIDE_MODELS) or "(?!)",
+        model="|".join(DETECTORS) or "(?!)",
     params:
         figure=APPENDIX_PARAMS,
         mitigations=lambda w: dag.appendix_mitigation_args(config, w, "detection"),

@@ -152,33 +152,18 @@ def tide_plots(config: dict, model: str) -> list[str]:
 APPENDIX_MITIGATIONS = ("finetune", "offtheshelf", "ttac")
 
 
-def appendix_input(config: dict, w) -> dict:
-    """What a GradCAM or qualitative appendix figure of one classification model needs: the model, the clean and
+def appendix_input(config: dict, w, task: str = "classification") -> dict:
+    """What an appendix figure of one `task` model (GradCAM, qualitative) needs: the model, the clean and
     lowest-quality validation manifests, and the file of each mitigation the config asks for."""
-    dataset = config["classification"]["dataset"]
-    wanted = study_mitigations(config)[w.model]
+    dataset = config[task]["dataset"]
+    wanted = study_mitigations(config, task)[w.model]
     files = {
-        "finetune": paths.finetuned("classification", w.model),
+        "finetune": paths.finetuned(task, w.model),
         "offtheshelf": paths.offtheshelf("qgac"),
-        "ttac": paths.ttac("qgac", "classification", w.model),
+        "ttac": paths.ttac("qgac", task, w.model),
     }
     return {
-        "reference": paths.reference("classification", w.model),
-        "clean": paths.manifest(dataset, "val"),
-        "compressed": paths.manifest(dataset, f"val-q{min(config['qualities'])}"),
-        **{m: files[m] for m in APPENDIX_MITIGATIONS if m in wanted},
-    }
-
-
-def detection_appendix_input(config: dict, w) -> dict:
-    """appendix_input of one detector: the detector, the clean and lowest-quality validation manifests, and the
-    file of each mitigation the config asks for."""
-    dataset = config["detection"]["dataset"]
-    wanted = study_mitigations(config, "detection")[w.model]
-    files = {"finetune": paths.finetuned("detection", w.model), "offtheshelf": paths.offtheshelf("qgac"),
-             "ttac": paths.ttac("qgac", "detection", w.model)}
-    return {
-        "reference": paths.reference("detection", w.model),
+        "reference": paths.reference(task, w.model),
         "clean": paths.manifest(dataset, "val"),
         "compressed": paths.manifest(dataset, f"val-q{min(config['qualities'])}"),
         **{m: files[m] for m in APPENDIX_MITIGATIONS if m in wanted},
@@ -187,7 +172,7 @@ def detection_appendix_input(config: dict, w) -> dict:
 
 def appendix_mitigation_args(config: dict, w, task: str = "classification") -> str:
     """The appendix commands' --mitigation option: NAME=FILE for each mitigation shown (empty when none is)."""
-    needs = appendix_input(config, w) if task == "classification" else detection_appendix_input(config, w)
+    needs = appendix_input(config, w, task)
     shown = [f"{m}={needs[m]}" for m in APPENDIX_MITIGATIONS if m in needs]
     return "--mitigation " + " ".join(shown) if shown else ""
 

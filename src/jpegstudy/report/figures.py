@@ -81,30 +81,18 @@ def _drop_interval(clean: pd.Series, compressed: pd.Series, field: str, confiden
     """The paired bootstrap interval of clean minus compressed `field`, resampling the images the rows' task keeps
     results of: classification's hits per image, detection's COCOeval records (detection_metric)."""
     detection = clean.get("task") == "detection"
-    key = detection_field(field)[0] if detection else field
+    if detection:
+        from jpegstudy.tasks import detection_metric  # pycocotools: only detection rows need it
+    key = detection_metric.field_stat(field)[0] if detection else field
     for row in (clean, compressed):
         per_image = row.get("per_image")
         if not isinstance(per_image, dict) or key not in per_image:
             raise ValueError(f"{row['source']}: row {row['id']} keeps no per-image {field} results (evaluated before "
                              "they were kept: rerun its evaluation)")
     if detection:
-        from jpegstudy.tasks import detection_metric  # pycocotools: only detection rows need it
-
-        iou_type, stat = detection_field(field)
-        per_stat = detection_metric.map_drop_interval(clean["per_image"][iou_type], compressed["per_image"][iou_type],
-                                                      **confidence)
-        return per_stat[stat]
+        return detection_metric.field_drop_interval(field, clean["per_image"], compressed["per_image"], **confidence)
     return intervals.drop_interval(intervals.decode(clean["per_image"][field]),
                                    intervals.decode(compressed["per_image"][field]), **confidence)
-
-
-def detection_field(field: str) -> tuple[str, str]:
-    """(COCOeval iou type, stat) of a detection metric field: map/ap -> (bbox, AP), mask_ap50 -> (segm, AP50)."""
-    iou_type, name = ("segm", field.removeprefix("mask_")) if field.startswith("mask_") else ("bbox", field)
-    stat = {"map": "AP", "ap": "AP", "ap50": "AP50", "ap75": "AP75"}.get(name)
-    if stat is None:
-        raise ValueError(f"field {field!r}: detection drops have intervals for map, ap50, ap75 (mask_ for masks)")
-    return iou_type, stat
 
 
 def _band(ax, line: pd.DataFrame, color) -> None:

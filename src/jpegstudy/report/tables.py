@@ -55,6 +55,11 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def task_of(df: pd.DataFrame) -> str:
+    """The task of a frame's rows (rows written before tasks were recorded are classification's)."""
+    return df["task"].iloc[0] if "task" in df else "classification"
+
+
 def cell(row, field: str) -> str:
     return f"\\jsrec{{{row['id']}/{field}}}{{{fmt(row[field])}}}"
 
@@ -85,7 +90,7 @@ def classification_table(metric_files, field: str = "top1", intervals: bool = Tr
     if field not in FIELD_LABELS:
         raise ValueError(f"field {field!r}: tables print one of {', '.join(FIELD_LABELS)}")
     df = classification_frame(metric_files)
-    task = df["task"].iloc[0] if "task" in df else "classification"
+    task = task_of(df)
     if field not in df:
         raise ValueError(f"{df['source'].iloc[0]}: its rows have no {field!r} (a {task} metric file)")
     qualities = qualities_of(df)
@@ -221,7 +226,7 @@ def reference_table(metric_files) -> str:
     if df.empty:
         raise ValueError(f"{', '.join(map(str, metric_files))}: no 'none' rows (the reference table is the models "
                          "without mitigation)")
-    task = df["task"].iloc[0] if "task" in df else "classification"
+    task = task_of(df)
     (first, second), heads, keys, documented_what = REFERENCE_COLUMNS[task]
     documented_of = documented_accuracy if task == "classification" else documented_map
     models = []

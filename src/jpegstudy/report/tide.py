@@ -18,7 +18,9 @@ JPEG quality, a figure the paper does not have.
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -39,7 +41,9 @@ from tidecv.errors.main_errors import (
     OtherError,
 )
 
-from jpegstudy import atomic
+from jpegstudy import atomic, provenance
+from jpegstudy.data import coco
+from jpegstudy.data import manifest as manifests
 from jpegstudy.tasks import detection_metric
 
 MAIN_ERRORS = (ClassError, BoxError, OtherError, DuplicateError, BackgroundError, MissedError)  # TIDE's order
@@ -291,13 +295,6 @@ def by_quality(model: str, iou_type: str, sets: dict, rule: str = "tide") -> dic
     """TIDE rows of one detector without mitigation: {"task", "model", "iou_type", "rows": one per eval set, each
     with quality (None: clean), errors() fields, a provenance record and a row id}. `sets`: {quality or None:
     (eval set manifest, COCO results file of the detector's predictions on it)}."""
-    import json
-    import time
-
-    from jpegstudy import provenance
-    from jpegstudy.data import coco
-    from jpegstudy.data import manifest as manifests
-
     git = provenance.git_state()
     rows = []
     for quality, (manifest_path, results_path) in sorted(sets.items(), key=lambda item: item[0] or 0):

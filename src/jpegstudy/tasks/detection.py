@@ -31,6 +31,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.transforms import functional as TF
 
 from jpegstudy import atomic
+from jpegstudy.config import MASK_DETECTORS
 from jpegstudy.errors import ModelError
 from jpegstudy.tasks import classification, detection_metric
 
@@ -45,7 +46,7 @@ RETURN_LAYERS = {"layer2": "0", "layer3": "1", "layer4": "2"}
 
 
 def has_masks(arch: str) -> bool:
-    return arch in ("mask_rcnn", "maskrcnn_resnet50_fpn")
+    return arch in MASK_DETECTORS
 
 
 def anchor_sizes(image_size: int, levels: int, scales: int) -> tuple[tuple[float, ...], ...]:

@@ -115,6 +115,21 @@ def map_interval(record: dict, level: float = 0.95, resamples: int = 1000, seed:
     return _percentiles(values, level)
 
 
+def field_stat(field: str) -> tuple[str, str]:
+    """(COCOeval iou type, stat) of a detection metric field: map/ap -> (bbox, AP), mask_ap50 -> (segm, AP50)."""
+    iou_type, name = ("segm", field.removeprefix("mask_")) if field.startswith("mask_") else ("bbox", field)
+    stat = {"map": "AP", "ap": "AP", "ap50": "AP50", "ap75": "AP75"}.get(name)
+    if stat is None:
+        raise ValueError(f"field {field!r}: detection drops have intervals for map, ap50, ap75 (mask_ for masks)")
+    return iou_type, stat
+
+
+def field_drop_interval(field: str, clean: dict, compressed: dict, **confidence) -> tuple[float, float]:
+    """map_drop_interval of one metric field (map, ap50, mask_ap, ...) from two rows' per_image records."""
+    iou_type, stat = field_stat(field)
+    return map_drop_interval(clean[iou_type], compressed[iou_type], **confidence)[stat]
+
+
 def map_drop_interval(clean: dict, compressed: dict, level: float = 0.95, resamples: int = 1000,
                       seed: int = 0) -> dict:
     """Intervals of clean minus compressed AP, AP50, AP75 (points), resampling the images jointly: both records
