@@ -217,6 +217,63 @@ def test_a_resample_is_cocoeval_on_the_images_drawn(seed, ties, iou_type):
         assert again[name] == pytest.approx(100 * expected[n], abs=1e-4), name
 
 
+def bootstrap_counts(n_images, seed):
+    """Counts of images in samples a bootstrap meets and some it rarely does: resamples, an image drawn many times
+    (alone and among others), the image without objects alone, nothing at all."""
+    rng = np.random.default_rng(seed)
+    resamples = [np.bincount(rng.integers(0, n_images, n_images), minlength=n_images) for _ in range(40)]
+    many = np.zeros(n_images, np.int64)
+    many[rng.integers(0, n_images)] = 9
+    crowded = rng.integers(0, 8, n_images)
+    return np.stack(resamples + [many, crowded, np.eye(n_images, dtype=np.int64)[0], np.zeros(n_images, np.int64)])
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+@pytest.mark.parametrize("seed,ties", [(0, False), (5, True), (6, True), (11, True)])
+def test_batched_stats_are_stats_to_the_bit(seed, ties, iou_type):
+    """All resamples at once give each resample's numbers: equal scores in one image (runs), crowd regions,
+    category 7 without objects, images drawn many times, samples with nothing to find (nan)."""
+    gt, results = random_case(seed, n_images=20, ties=ties)
+    _, record = dm.evaluate_map(gt, results, iou_type)
+    tables = dm._Tables(record)
+    assert any(c["runs"] is not None for c in tables.categories) == ties
+    counts = bootstrap_counts(20, seed)
+    one_at_a_time = np.array([tables.stats(row) for row in counts])
+    assert np.isnan(one_at_a_time[-1]).all() and np.isnan(one_at_a_time[-2]).all()  # image 1 has no objects
+    np.testing.assert_array_equal(tables.batch_stats(counts), one_at_a_time)
+
+
+def test_batched_stats_in_chunks_of_one_resample_are_the_same(monkeypatch):
+    gt, results = random_case(5, n_images=20, ties=True)
+    tables = dm._Tables(dm.evaluate_map(gt, results)[1])
+    counts = bootstrap_counts(20, 1)
+    expected = tables.batch_stats(counts)
+    monkeypatch.setattr(dm, "_ELEMENTS", 1)
+    np.testing.assert_array_equal(tables.batch_stats(counts), expected)
+
+
+def looped_intervals(statistic, n_images, resamples, seed, level=0.95):
+    """Intervals as map_interval computed them before it batched: one draw and one stats call a resample."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(np.bincount(rng.integers(0, n_images, n_images), minlength=n_images))
+                       for _ in range(resamples)])
+    return {name: tuple(float(v) for v in np.percentile(column[~np.isnan(column)], [50 * (1 - level),
+                                                                                    50 * (1 + level)]))
+            for name, column in zip(dm.RESAMPLED, values.T)}
+
+
+@pytest.mark.parametrize("seed,ties", [(9, False), (6, True)])
+def test_intervals_are_those_of_one_resample_at_a_time(seed, ties):
+    gt, results = random_case(seed, n_images=30, ties=ties)
+    worse = [dict(r, bbox=[r["bbox"][0] + r["bbox"][2] / 3, *r["bbox"][1:]]) if r["image_id"] % 3 else r
+             for r in results]
+    a, b = dm.evaluate_map(gt, results)[1], dm.evaluate_map(gt, worse)[1]
+    clean, jpeg = dm._Tables(a), dm._Tables(b)
+    assert dm.map_interval(a, resamples=200, seed=seed) == looped_intervals(clean.stats, 30, 200, seed)
+    assert dm.map_drop_interval(a, b, level=0.9, resamples=200, seed=seed) == looped_intervals(
+        lambda counts: clean.stats(counts) - jpeg.stats(counts), 30, 200, seed, level=0.9)
+
+
 # (d) intervals
 
 def test_intervals_are_seeded_and_bracket_the_value():

@@ -21,12 +21,15 @@ The per-image record (area range "all", at most 100 detections an image, as COCO
 Resampling follows COCOeval on a set in which every drawn copy of an image is a distinct image placed right after
 the original: the same score sort (stable mergesort over images in order), cumulative true and false positives,
 precision made monotone, read at 101 recall points; a category without ground truth in the sample is left out.
+Intervals compute many resamples at once (_Tables.batch_stats); the numbers are, to the bit, those of one resample
+at a time (_Tables.stats).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 from collections.abc import Mapping, Sequence
 
@@ -39,6 +42,8 @@ STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs
 RESAMPLED = ("AP", "AP50", "AP75")  # what the per-image record can recompute (area "all", 100 detections)
 IOU_TYPES = ("bbox", "segm")
 MASK_THRESHOLD = 0.5  # torchvision's mask heads give probabilities; its reference evaluation binarises at 0.5
+RECALL_POINTS = Params(iouType="bbox").recThrs  # COCOeval's 101 recall thresholds
+_ELEMENTS = 2 ** 20  # values in one working array of a batch (8 MB): the few alive at once stay under 100 MB
 
 
 def coco_results(predictions, category_ids: Sequence[int]) -> list[dict]:
@@ -111,7 +116,7 @@ def map_interval(record: dict, level: float = 0.95, resamples: int = 1000, seed:
     """Percentile bootstrap intervals, {"AP": (low, high), "AP50": ..., "AP75": ...}, resampling images with
     replacement. Resamples without any ground truth (possible only on tiny sets) are left out."""
     tables = _Tables(record)
-    values = _resampled(tables.n_images, resamples, seed, tables.stats)
+    values = _resampled(tables.n_images, resamples, seed, tables.batch_stats)
     return _percentiles(values, level)
 
 
@@ -137,7 +142,7 @@ def map_drop_interval(clean: dict, compressed: dict, level: float = 0.95, resamp
     a, b = _Tables(clean), _Tables(compressed)
     if clean["image_ids"] != compressed["image_ids"] or clean["category_ids"] != compressed["category_ids"]:
         raise ValueError("paired detection records of different images or categories: not the same eval set")
-    values = _resampled(a.n_images, resamples, seed, lambda counts: a.stats(counts) - b.stats(counts))
+    values = _resampled(a.n_images, resamples, seed, lambda counts: a.batch_stats(counts) - b.batch_stats(counts))
     return _percentiles(values, level)
 
 
@@ -244,8 +249,7 @@ class _Tables:
             rows = [(k, score, state, i) for i, dets in enumerate(record["dt"]) for k, score, state in dets]
         except (KeyError, TypeError, IndexError, ValueError) as e:
             raise ValueError(f"not a per-image detection record ({type(e).__name__}: {e})") from None
-        self.n_images, self.gt = n_images, gt
-        self.recall_points = Params(iouType="bbox").recThrs
+        self.n_images, self.gt, self.n_thresholds = n_images, gt, len(thresholds)
         self.at = {"AP50": int(np.argmin(abs(thresholds - 0.5))), "AP75": int(np.argmin(abs(thresholds - 0.75)))}
         table = np.array(rows, np.float64).reshape(-1, 4)
         category = table[:, 0].astype(np.int64)
@@ -276,37 +280,142 @@ class _Tables:
         return np.bincount(indices, minlength=self.n_images)
 
     def stats(self, counts: np.ndarray) -> np.ndarray:
-        """AP, AP50, AP75 (percent, nan without ground truth) of the sample holding image i counts[i] times.
+        """AP, AP50, AP75 (percent, nan without ground truth) of the sample holding image i counts[i] times."""
+        # COCOeval leaves a category without ground truth in the sample at -1, out of every mean
+        precision = [_precision(c, counts[c["image"]], int(n_gt)) for c, n_gt in zip(self.categories, self.gt @ counts)
+                     if n_gt]
+        return self._summary(np.stack(precision, axis=-1)) if precision else np.full(3, np.nan)
 
-        The drawn copies of a detection follow one another (a unit): their precision rises along the unit, so the
-        monotone precision at any of them is that at the unit's end, and only units' ends are computed. Units
-        false at every threshold only add to the false positives before the others, so they are summed once, not
-        once per threshold."""
-        precision = []  # (T, R) per category with ground truth in the sample
+    def batch_stats(self, counts: np.ndarray) -> np.ndarray:
+        """stats of every row of `counts` (resamples x images) -> (resamples, 3), the same numbers, computed for
+        many resamples at once."""
+        out = np.empty((len(counts), 3))
+        for rows in _chunks(len(counts), self.n_thresholds * RECALL_POINTS.size * len(self.categories)):
+            out[rows] = self._batch_chunk(counts[rows])
+        return out
+
+    def _batch_chunk(self, counts: np.ndarray) -> np.ndarray:
+        n_gt = counts @ self.gt.T  # (resamples, K)
+        precision = np.zeros((len(self.categories), len(counts), self.n_thresholds, RECALL_POINTS.size))
         for k, c in enumerate(self.categories):
-            n_gt = int(counts @ self.gt[k])
-            if n_gt == 0:  # COCOeval leaves such a category at -1, out of every mean
-                continue
-            units, weight = _units(counts[c["image"]], c["runs"])
-            false_before = np.cumsum(weight * c["always_false"][units])
-            keep = np.flatnonzero(~c["always_false"][units])
-            kept, weight = units[keep], weight[keep]
-            tp = np.cumsum(weight * c["positive"][:, kept], axis=1).astype(np.float64)
-            fp = (false_before[keep] + np.cumsum(weight * c["false"][:, kept], axis=1)).astype(np.float64)
-            q = np.zeros((len(tp), len(self.recall_points)))
-            if kept.size:
-                recall = tp / n_gt
-                pr = tp / (fp + tp + np.spacing(1))  # COCOeval's expressions, so its roundings
-                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision made monotone
-                for t in range(len(q)):
-                    where = np.searchsorted(recall[t], self.recall_points, side="left")
-                    reached = where < kept.size  # recall points never reached keep precision 0
-                    q[t, reached] = pr[t, where[reached]]
-            precision.append(q)
-        if not precision:
-            return np.full(3, np.nan)
-        s = np.stack(precision, axis=-1)  # (T, R, K), COCOeval's layout, averaged the same way
-        return 100.0 * np.array([np.mean(s), np.mean(s[self.at["AP50"]]), np.mean(s[self.at["AP75"]])])
+            present = np.flatnonzero(n_gt[:, k])
+            if present.size:
+                precision[k, present] = _batch_precision(c, counts[present], n_gt[present, k])
+        # each resample's categories with ground truth laid out as stats stacks them, (T, R, K) in C order, so that
+        # numpy sums them in the same order: the same means, bit for bit
+        return np.array([self._summary(np.ascontiguousarray(np.moveaxis(precision[has_gt, b], 0, -1)))
+                         if has_gt.any() else np.full(3, np.nan) for b, has_gt in enumerate(n_gt > 0)])
+
+    def _summary(self, precision: np.ndarray) -> np.ndarray:
+        """AP, AP50, AP75 of COCOeval's (T, R, K) precision, averaged as COCOeval averages it."""
+        return 100.0 * np.array([np.mean(precision), np.mean(precision[self.at["AP50"]]),
+                                 np.mean(precision[self.at["AP75"]])])
+
+
+def _precision(c: dict, weights: np.ndarray, n_gt: int) -> np.ndarray:
+    """COCOeval's (T, R) precision of one category in the sample drawing its sorted detection j weights[j] times.
+
+    The drawn copies of a detection follow one another (a unit): their precision rises along the unit, so the
+    monotone precision at any of them is that at the unit's end, and only units' ends are computed. Units false at
+    every threshold only add to the false positives before the others, so they are summed once, not once per
+    threshold."""
+    units, weight = _units(weights, c["runs"])
+    false_before = np.cumsum(weight * c["always_false"][units])
+    keep = np.flatnonzero(~c["always_false"][units])
+    kept, weight = units[keep], weight[keep]
+    tp = np.cumsum(weight * c["positive"][:, kept], axis=1).astype(np.float64)
+    fp = (false_before[keep] + np.cumsum(weight * c["false"][:, kept], axis=1)).astype(np.float64)
+    q = np.zeros((len(tp), RECALL_POINTS.size))
+    if kept.size:
+        recall = tp / n_gt
+        pr = tp / (fp + tp + np.spacing(1))  # COCOeval's expressions, so its roundings
+        pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]  # precision made monotone
+        for t in range(len(q)):
+            where = np.searchsorted(recall[t], RECALL_POINTS, side="left")
+            reached = where < kept.size  # recall points never reached keep precision 0
+            q[t, reached] = pr[t, where[reached]]
+    return q
+
+
+def _batch_precision(c: dict, counts: np.ndarray, n_gt: np.ndarray) -> np.ndarray:
+    """_precision of one category in each resample, counts (resamples x images) -> (resamples, T, R)."""
+    detections, copy, one_copy = _columns(c, counts)
+    per_resample = c["positive"].shape[0] * (detections.size + int(n_gt.max()) + 1)  # the largest arrays' size
+    return np.concatenate([_columns_precision(c, detections, _column_weights(c, counts[rows], detections, copy,
+                                                                             one_copy), n_gt[rows])
+                           for rows in _chunks(len(counts), per_resample)])
+
+
+def _columns(c: dict, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One layout of a category's detections for all these resamples: (detection, copy, whether the column holds
+    one copy) a column. A detection is a column holding all its copies (a unit of _units), but in a run, each copy
+    up to the most any resample draws is a column of its own, in _units' order; copies not drawn weigh 0."""
+    if c["runs"] is None:
+        return np.arange(c["image"].size), np.zeros(c["image"].size, np.int64), np.zeros(c["image"].size, bool)
+    run, in_run = c["runs"]
+    most = int(counts[:, c["image"][in_run]].max())
+    detections, copy = _copies(np.where(in_run, most, 1), run)
+    return detections, copy, in_run[detections]
+
+
+def _column_weights(c: dict, counts: np.ndarray, detections: np.ndarray, copy: np.ndarray,
+                    one_copy: np.ndarray) -> np.ndarray:
+    """(resamples, columns): the copies each column of _columns holds in each resample."""
+    drawn = counts[:, c["image"][detections]]
+    if one_copy.any():  # a run's column of copy k: drawn when its image is drawn more than k times
+        drawn = np.where(one_copy, np.clip(drawn - copy, 0, 1), drawn)
+    return drawn.astype(np.float64)
+
+
+def _columns_precision(c: dict, detections: np.ndarray, weights: np.ndarray, n_gt: np.ndarray) -> np.ndarray:
+    """_precision over all columns at once, undrawn ones (weight 0) included: they repeat the true positives of
+    the column before them with no fewer false positives, so their precision is no higher and the monotone
+    precision read where the true positives first reach a recall point is _precision's. Columns false at every
+    threshold only count as false positives before the others. Float sums of integer weights are exact."""
+    always_false = c["always_false"][detections]
+    kept = np.flatnonzero(~always_false)
+    if kept.size == 0:  # nothing but false positives: precision 0 everywhere, as in _precision
+        return np.zeros((len(weights), c["positive"].shape[0], RECALL_POINTS.size))
+    false_before = np.cumsum(weights * always_false, axis=1)[:, kept]
+    drawn, kept_detections = weights[:, None, kept], detections[kept]  # (resamples, 1, kept columns)
+    tp = np.cumsum(drawn * c["positive"][:, kept_detections], axis=2)
+    fp = false_before[:, None, :] + np.cumsum(drawn * c["false"][:, kept_detections], axis=2)
+    pr = tp / (fp + tp + np.spacing(1))  # COCOeval's expression, so its roundings
+    pr = np.maximum.accumulate(pr[..., ::-1], axis=2)[..., ::-1]  # precision made monotone
+    first = _first_reaching(tp, np.stack([_tp_needed(int(g)) for g in n_gt]))
+    read = _take_along_last(pr, np.minimum(first, kept.size - 1))
+    return np.where(first < kept.size, read, 0.0)  # recall points never reached keep precision 0
+
+
+def _first_reaching(tp: np.ndarray, needed: np.ndarray) -> np.ndarray:
+    """(resamples, T, R): the first index along tp's last axis (non-decreasing integer counts) where tp reaches
+    `needed` (resamples, R), tp's length where it never does. That is the number of entries below `needed`, read
+    from each row's histogram of counts (one bincount for all rows, a faster search than searchsorted's)."""
+    n_resamples, n_thresholds, _ = tp.shape
+    width = int(max(tp[..., -1].max(), needed.max())) + 1
+    row = np.arange(n_resamples * n_thresholds).reshape(n_resamples, n_thresholds, 1)
+    histogram = np.bincount((tp.astype(np.int64) + row * width).reshape(-1), minlength=row.size * width)
+    histogram = histogram.reshape(n_resamples, n_thresholds, width)
+    below = np.cumsum(histogram, axis=2) - histogram
+    return _take_along_last(below, np.broadcast_to(needed[:, None, :], (n_resamples, n_thresholds, needed.shape[1])))
+
+
+def _take_along_last(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """values[b, t, index[b, t, r]] (np.take_along_axis on the last axis, with one flat index: faster)."""
+    rows = np.arange(values.shape[0] * values.shape[1]).reshape(values.shape[0], values.shape[1], 1)
+    return values.reshape(-1)[rows * values.shape[2] + index]
+
+
+@functools.lru_cache(maxsize=4096)
+def _tp_needed(n_gt: int) -> np.ndarray:
+    """The fewest true positives whose recall tp / n_gt (COCOeval's float division) reaches each recall point."""
+    return np.searchsorted(np.arange(n_gt + 1) / n_gt, RECALL_POINTS, side="left")
+
+
+def _chunks(total: int, per_row: int):
+    """Slices of range(total) holding about _ELEMENTS values of per_row each (one row at least)."""
+    size = max(1, _ELEMENTS // max(per_row, 1))
+    return (slice(start, start + size) for start in range(0, total, size))
 
 
 def _units(weights: np.ndarray, runs) -> tuple[np.ndarray, np.ndarray]:
@@ -317,20 +426,27 @@ def _units(weights: np.ndarray, runs) -> tuple[np.ndarray, np.ndarray]:
         units = np.flatnonzero(weights)
         return units, weights[units]
     run, in_run = runs
-    repeats = np.where(in_run, weights, weights > 0)
-    units = np.repeat(np.arange(weights.size), repeats)
-    copy_index = np.arange(units.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    order = np.lexsort((units, copy_index, run[units]))
-    units = units[order]
+    units, _ = _copies(np.where(in_run, weights, weights > 0), run)
     return units, np.where(in_run[units], 1, weights[units])
 
 
+def _copies(repeats: np.ndarray, run: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(detection, copy) of the sorted detections, detection j repeated repeats[j] times, in COCOeval's order of
+    copies: by run, then copy, then detection."""
+    units = np.repeat(np.arange(repeats.size), repeats)
+    copy = np.arange(units.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+    order = np.lexsort((units, copy, run[units]))
+    return units[order], copy[order]
+
+
 def _resampled(n_images: int, resamples: int, seed: int, statistic) -> np.ndarray:
+    """statistic (of a resamples x images array of counts) of `resamples` draws of n_images images with
+    replacement; one call for all draws gives the numbers of one call a draw (the same stream of the generator)."""
     if n_images == 0:
         raise ValueError("no per-image results to bootstrap")
-    rng = np.random.default_rng(seed)
-    return np.array([statistic(np.bincount(rng.integers(0, n_images, n_images), minlength=n_images))
-                     for _ in range(resamples)])
+    drawn = np.random.default_rng(seed).integers(0, n_images, (resamples, n_images))
+    flat = (drawn + n_images * np.arange(resamples)[:, None]).reshape(-1)  # resample b's images as b * n + i
+    return statistic(np.bincount(flat, minlength=drawn.size).reshape(drawn.shape))
 
 
 def _percentiles(values: np.ndarray, level: float) -> dict:
