@@ -105,6 +105,7 @@ rule appendix_qualitative_detection:
     params:
         figure=APPENDIX_PARAMS,
         mitigations=lambda w: dag.appendix_mitigation_args(config, w, "detection"),
+        proposals=lambda w: dag.proposals_option(config, "detection", w.model, "val"),
     conda:
         ENV
     log:
@@ -113,8 +114,8 @@ rule appendix_qualitative_detection:
         "Detections of {wildcards.model} on the Q={APPENDIX_QUALITY} JPEG and after each mitigation (appendix C)"
     shell:
         "jpegstudy qualitative --task detection --model {wildcards.model} --reference {input.reference}"
-        " --clean {input.clean} --compressed {input.compressed} {params.mitigations} --params {params.figure:q}"
-        " --out {output.pdf} {output.png} > {log} 2>&1"
+        " --clean {input.clean} --compressed {input.compressed} {params.mitigations} {params.proposals}"
+        " --params {params.figure:q} --out {output.pdf} {output.png} > {log} 2>&1"
 
 
 rule tide:

@@ -12,6 +12,7 @@ rule evaluate:
     params:
         compressed=lambda w, input: " ".join(f"{q}={m}" for q, m in zip(QUALITIES, input.compressed)),
         correctors=lambda w: dag.corrector_args(config, w),
+        proposals=lambda w: dag.proposals_option(config, w.task, w.model, "val"),
         used=lambda w: dag.evaluation_config(config, w),
         batch_size=lambda w: config[w.task]["eval_batch_size"],
         workers=lambda w: config[w.task]["eval_workers"],
@@ -33,7 +34,8 @@ rule evaluate:
         " --reference {input.reference} {params.correctors} --clean {input.clean}"
         " --compressed {params.compressed} --params {params.used:q} --rule evaluate"
         " --batch-size {params.batch_size} --workers {params.workers} --threads {threads}"
-        " --device {params.device} --out {output.metrics} --predictions {output.predictions} > {log} 2>&1"
+        " --device {params.device} {params.proposals} --out {output.metrics} --predictions {output.predictions}"
+        " > {log} 2>&1"
 
 
 rule throughput:

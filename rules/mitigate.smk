@@ -155,6 +155,7 @@ rule finetune:
         task=TASK_NAMES,
     params:
         train=lambda w: dag.mitigation_params(config, w, "finetune"),
+        proposals=lambda w: dag.proposals_option(config, w.task, w.model, "train"),
         device=config["device"],
     threads: config["threads"]
     resources:
@@ -170,4 +171,5 @@ rule finetune:
         " ~ U[10, 90]"
     shell:
         "jpegstudy finetune --task {wildcards.task} --reference {input.reference} --train {input.train}"
-        " --params {params.train:q} --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
+        " --params {params.train:q} {params.proposals} --threads {threads} --device {params.device}"
+        " --out {output.model} > {log} 2>&1"

@@ -71,6 +71,7 @@ if "detection" in config:
         input:
             train=paths.manifest(DET["dataset"], "train"),
             backbone=lambda w: paths.reference("classification", DET["models"][w.model]["backbone"]),
+            proposals=lambda w: list(dag.proposals_input(config, "detection", w.model, "train").values()),
         output:
             model=paths.reference("detection", "{model}"),
         wildcard_constraints:
@@ -84,6 +85,7 @@ if "detection" in config:
                     "image_size": config["datasets"][DET["dataset"]]["image_size"],
                 }
             ),
+            proposals=lambda w: dag.proposals_option(config, "detection", w.model, "train"),
             device=config["device"],
         threads: config["threads"]
         resources:
@@ -98,7 +100,32 @@ if "detection" in config:
             "Training the detector {wildcards.model} on {input.train}, its backbone from {input.backbone}"
         shell:
             "jpegstudy train-detector --arch {params.arch} --backbone {input.backbone} --train {input.train}"
-            " --params {params.train:q} --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"
+            " {params.proposals} --params {params.train:q} --threads {threads} --device {params.device}"
+            " --out {output.model} > {log} 2>&1"
+
+    # Fast R-CNN's proposals: a Faster or Mask R-CNN's RPN on the clean images of a split, made once and used at
+    # every quality, as Detectron2's shipped proposals were made on the original COCO images.
+    rule propose:
+        input:
+            reference=paths.reference("detection", "{source}"),
+            split=paths.manifest(DET["dataset"], "{split}"),
+        output:
+            proposals=paths.proposals("{source}", "{split}"),
+        wildcard_constraints:
+            source=wildcard_names(dag.proposal_sources(config)),
+            split="train|val",
+        threads: config["threads"]
+        conda:
+            ENV
+        log:
+            paths.log("models", "proposals-{source}-{split}"),
+        benchmark:
+            paths.benchmark("models", "proposals-{source}-{split}")
+        message:
+            "Proposals of the RPN of {wildcards.source} on {input.split}"
+        shell:
+            "jpegstudy propose --reference {input.reference} --split {input.split} --batch-size"
+            " {DET[eval_batch_size]} --threads {threads} --out {output.proposals} > {log} 2>&1"
 
     rule resolve_detector:
         input:

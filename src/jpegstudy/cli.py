@@ -85,7 +85,7 @@ def cmd_train_detector(a) -> None:
     import torch
 
     from jpegstudy.data import manifest as manifests
-    from jpegstudy.tasks import classification, detection
+    from jpegstudy.tasks import classification, detection, proposals
     from jpegstudy.train import detector, loop
 
     torch.set_num_threads(a.threads)
@@ -97,6 +97,11 @@ def cmd_train_detector(a) -> None:
     classifier, backbone = classification.load_reference(a.backbone)
     torch.manual_seed(p["seed"])  # the new heads' initial weights: two runs must give the same detector
     model = detection.build(a.arch, len(train.classes), size, classifier)
+    if (a.arch == "fast_rcnn") != (a.proposals is not None):
+        raise ValueError(f"--proposals: a Fast R-CNN trains on the training split's proposals, another detector on "
+                         f"its own ({a.arch}, proposals {a.proposals})")
+    if a.proposals:
+        model.proposals = proposals.read(a.proposals, [e["id"] for e in train.images])
     model = detector.train(model, a.arch, train, out=a.out, epochs=p["epochs"], batch_size=p["batch_size"],
                            lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"], device=a.device)
     backbone_fields = {k: backbone[k] for k in ("arch", "build_kwargs", "classes") if k in backbone}
@@ -104,6 +109,27 @@ def cmd_train_detector(a) -> None:
                              source=f"train (backbone {a.backbone})", state_dict=model.state_dict(),
                              backbone=backbone_fields)
     loop.finish(a.out)
+
+
+def cmd_propose(a) -> None:
+    import torch
+
+    from jpegstudy import atomic
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.data.images import decode_rgb, verified_bytes
+    from jpegstudy.tasks import detection, proposals
+
+    torch.set_num_threads(a.threads)
+    model, _ = detection.load_reference(a.reference)
+    split = manifests.read(a.split)
+    rows = []
+    for start in range(0, len(split.images), a.batch_size):
+        chunk = range(start, min(start + a.batch_size, len(split.images)))
+        images = [detection.eval_transform({})(decode_rgb(verified_bytes(split.path_of(i), split.images[i].get(
+            "sha256")), split.path_of(i))) for i in chunk]
+        for i, (boxes, scores) in zip(chunk, proposals.rpn_proposals(model, images)):
+            rows += proposals.entries(split.images[i]["id"], boxes, scores)
+    atomic.write_json(a.out, rows)
 
 
 def cmd_resolve_detector(a) -> None:
@@ -152,7 +178,8 @@ def cmd_evaluate(a) -> None:
     result = evaluate.evaluate(
         task=a.task, model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
         params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device,
-        mitigation=a.mitigation, corrector_files=_by_quality(a.corrector), confidence=_confidence(_json(a.params)))
+        mitigation=a.mitigation, corrector_files=_by_quality(a.corrector), confidence=_confidence(_json(a.params)),
+        proposals=a.proposals)
     predictions = result.pop("predictions")
     if a.predictions:
         with atomic.output_dir(a.predictions) as tmp:
@@ -258,8 +285,9 @@ def cmd_finetune(a) -> None:
     p = _json(a.params)
     kwargs = _training(a, p)
     t = tasks.get(a.task)
-    model, meta = t.load_reference(a.reference)
     train = manifests.read(a.train)
+    extra = (a.proposals, [e["id"] for e in train.images]) if a.proposals else ()
+    model, meta = t.load_reference(a.reference, *extra)
     t.check_eval_set(train, meta, a.train, a.reference)
     model = finetune.train(model, meta["transform"], train, task=a.task, lr=p["lr"], lr_min=p["lr_min"],
                            momentum=p["momentum"], weight_decay=p["weight_decay"], **kwargs)
@@ -354,7 +382,7 @@ def cmd_qualitative(a) -> None:
     if a.task == "detection":
         from jpegstudy.report import qualitative_detection
 
-        qualitative_detection.figure(**_appendix_args(a))
+        qualitative_detection.figure(**_appendix_args(a), proposals=a.proposals)
     else:
         from jpegstudy.report import qualitative
 
@@ -451,14 +479,23 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_train_reference)
 
     s = sub.add_parser("train-detector", help="train an embedded detector on a COCO-layout training split")
-    s.add_argument("--arch", required=True, choices=["faster_rcnn", "mask_rcnn"])
+    s.add_argument("--arch", required=True, choices=["faster_rcnn", "fast_rcnn", "retinanet", "mask_rcnn"])
     s.add_argument("--backbone", required=True, help="the reference file of the classifier whose weights start it")
     s.add_argument("--train", required=True, help="the training split's manifest")
+    s.add_argument("--proposals", help="a Fast R-CNN's: the training split's proposals file")
     s.add_argument("--params", required=True, help="JSON: epochs, batch_size, lr, weight_decay, seed, image_size")
     s.add_argument("--threads", type=int, default=1)
     s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train_detector)
+
+    s = sub.add_parser("propose", help="a Faster/Mask R-CNN's RPN proposals on a COCO-layout split (Fast R-CNN's)")
+    s.add_argument("--reference", required=True, help="the reference file of the detector whose RPN proposes")
+    s.add_argument("--split", required=True, help="the (clean) split's manifest")
+    s.add_argument("--batch-size", type=int, default=25)
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--out", required=True, help="the proposals file (JSON: image_id, bbox, score)")
+    s.set_defaults(func=cmd_propose)
 
     s = sub.add_parser("resolve-detector", help="torchvision's COCO weights or a checkpoint as a detector reference file")
     s.add_argument("--arch", required=True, choices=["fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn",
@@ -493,6 +530,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True)
     s.add_argument("--predictions", help="a folder to write the predictions on each set in (clean.json, q10.json, ...)")
+    s.add_argument("--proposals", help="a Fast R-CNN's: the clean split's proposals file, used at every quality")
     s.set_defaults(func=cmd_evaluate)
 
     def trainer(name: str, help: str, func):
@@ -541,6 +579,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_throughput)
 
     s = trainer("finetune", "fine-tune a model on random-quality JPEGs", cmd_finetune)
+    s.add_argument("--proposals", help="a Fast R-CNN's: the training split's proposals file")
     _task_option(s)
     s.add_argument("--reference", required=True)
 
@@ -601,6 +640,7 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
         if name == "qualitative":  # GradCAM is classification's
             _task_option(s)
+            s.add_argument("--proposals", help="a Fast R-CNN's: the clean split's proposals file")
         s.set_defaults(func=func)
 
     s = sub.add_parser("study", help="the study PDF (latexmk): every generated piece, each number linked to its record")
@@ -621,8 +661,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 # The commands that run a network: they start with the faster allocator (jpegstudy.cpu says why).
-NETWORK_COMMANDS = {"train-reference", "train-detector", "train-corrector", "train-ttac", "finetune", "evaluate",
-                    "throughput", "gradcam", "qualitative"}
+NETWORK_COMMANDS = {"train-reference", "train-detector", "propose", "train-corrector", "train-ttac", "finetune",
+                    "evaluate", "throughput", "gradcam", "qualitative"}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,6 +111,7 @@ def check_detection(config: dict) -> None:
         if arch not in EMBEDDED_DETECTORS + PAPER_DETECTORS:
             raise ConfigError(f"{key}: {arch!r} is not a detector (give arch: one of "
                               f"{', '.join(EMBEDDED_DETECTORS + PAPER_DETECTORS)})")
+        _check_proposals(det["models"], name, arch)
         weights = model["weights"]
         if arch in PAPER_DETECTORS:
             if weights == "train":
@@ -134,7 +135,30 @@ def check_detection(config: dict) -> None:
             raise ConfigError(f"{key}.backbone: {backbone!r} is not a ResNet (the FPN takes layer2-layer4)")
 
 
-EMBEDDED_DETECTORS = ("faster_rcnn", "mask_rcnn")
+def _check_proposals(models: dict, name: str, arch: str) -> None:
+    """A Fast R-CNN names its proposals' source (a Faster/Mask R-CNN of the study, or existing files); no other
+    detector takes proposals."""
+    key, source = f"config detection.models.{name}.proposals", models[name].get("proposals")
+    if arch != "fast_rcnn":
+        if source is not None:
+            raise ConfigError(f"{key}: only a fast_rcnn takes proposals; {arch} makes its own")
+        return
+    if source is None:
+        raise ConfigError(f"{key}: a fast_rcnn needs proposals: a Faster or Mask R-CNN of the study, or "
+                          "{train: FILE, val: FILE}")
+    if isinstance(source, str):
+        rpn = models.get(source, {}).get("arch", source) if source in models else None
+        if rpn not in RPN_DETECTORS:
+            raise ConfigError(f"{key}: {source!r} is not a Faster or Mask R-CNN among detection.models "
+                              f"({', '.join(models)})")
+        return
+    for split, path in source.items():
+        if not Path(path).is_file():
+            raise ConfigError(f"{key}.{split}: {path} does not exist")
+
+
+EMBEDDED_DETECTORS = ("faster_rcnn", "fast_rcnn", "retinanet", "mask_rcnn")
+RPN_DETECTORS = ("faster_rcnn", "mask_rcnn", "fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn")
 PAPER_DETECTORS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "retinanet_resnet50_fpn")
 MASK_DETECTORS = ("mask_rcnn", "maskrcnn_resnet50_fpn")
 RESNETS = ("resnet18", "resnet50", "resnet101", "resnext50_32x4d", "resnext101_32x8d")

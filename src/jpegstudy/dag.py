@@ -42,7 +42,28 @@ def finetune_input(config: dict, w) -> dict:
     return {
         "reference": paths.reference(w.task, w.model),
         "train": paths.manifest(train_dataset(config, w.task), "train"),
+        **proposals_input(config, w.task, w.model, "train"),
     }
+
+
+def proposals_input(config: dict, task: str, model: str, split: str) -> dict:
+    """{"proposals": file} of a Fast R-CNN on a split (its source's RPN output, or the user's file), else {}."""
+    source = config[task]["models"][model].get("proposals")
+    if source is None:
+        return {}
+    return {"proposals": paths.proposals(source, split) if isinstance(source, str) else source[split]}
+
+
+def proposal_sources(config: dict) -> dict:
+    """The detectors whose RPN makes a Fast R-CNN's proposals ({name: its config})."""
+    models = config["detection"]["models"]
+    return {m["proposals"]: models[m["proposals"]] for m in models.values() if isinstance(m.get("proposals"), str)}
+
+
+def proposals_option(config: dict, task: str, model: str, split: str) -> str:
+    """A command's --proposals option for a Fast R-CNN (empty for every other model)."""
+    found = proposals_input(config, task, model, split)
+    return f"--proposals {found['proposals']}" if found else ""
 
 
 def mitigation_params(config: dict, w, what: str, *sections: dict) -> str:
@@ -60,6 +81,7 @@ def evaluation_input(config: dict, w) -> dict:
         "correctors": list(needs["correctors"].values()),
         "clean": paths.manifest(dataset, "val"),
         "compressed": [paths.manifest(dataset, f"val-q{q}") for q in config["qualities"]],
+        **proposals_input(config, w.task, w.model, "val"),
     }
 
 
@@ -167,6 +189,7 @@ def appendix_input(config: dict, w, task: str = "classification") -> dict:
         "clean": paths.manifest(dataset, "val"),
         "compressed": paths.manifest(dataset, f"val-q{min(config['qualities'])}"),
         **{m: files[m] for m in APPENDIX_MITIGATIONS if m in wanted},
+        **(proposals_input(config, task, w.model, "val") if task == "detection" else {}),
     }
 
 

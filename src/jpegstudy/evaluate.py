@@ -92,18 +92,23 @@ def _load_correctors(files: dict, dev) -> dict:
 
 def evaluate(*, task: str = "classification", model_name: str, reference: str, clean: str,
              compressed: dict[int, str], params: dict, rule: str, batch_size: int, workers: int, device: str = "auto",
-             mitigation: str = "none", corrector_files: dict | None = None, confidence: dict | None = None) -> dict:
+             mitigation: str = "none", corrector_files: dict | None = None, confidence: dict | None = None,
+             proposals: str | None = None) -> dict:
     """One metric file's content: `task`'s fields on the clean set and on each compressed one, for one model and
     mitigation. `corrector_files`: {None: file} for one corrector in front of every quality, or {quality: file} for
     quality-aware ones (then only those qualities are evaluated). `confidence`: level, resamples and seed of the
-    bootstrap intervals."""
+    bootstrap intervals. `proposals`: a Fast R-CNN's proposals file of the clean set's images, used at every
+    quality (as Detectron2's shipped proposals, made on the original images)."""
     dev = pick_device(device)
     t = tasks.get(task)
-    model, meta = t.load_reference(reference)
+    if proposals is None:
+        model, meta = t.load_reference(reference)
+    else:
+        model, meta = t.load_reference(reference, proposals, [e["id"] for e in manifests.read(clean).images])
     model = cpu.fast_layout(model.to(dev), dev)
     transform = t.eval_transform(meta["transform"])
     git = provenance.git_state()
-    weights = provenance.file_inputs({"weights": reference})
+    weights = provenance.file_inputs({"weights": reference, **({"proposals": proposals} if proposals else {})})
     if meta.get("source_sha256"):  # the user's checkpoint the reference was resolved from
         weights["checkpoint"] = {"path": meta["source"], "sha256": meta["source_sha256"]}
     corrector_by_quality = _load_correctors(corrector_files or {}, dev)

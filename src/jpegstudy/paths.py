@@ -24,6 +24,11 @@ def predictions(task: str, model: str, mitigation: str) -> str:
     return f"{RESULTS}/predictions/{task}/{model}/{mitigation}"
 
 
+def proposals(model: str, split: str) -> str:
+    """The RPN proposals of the detector `model` on a clean split: a Fast R-CNN's input (tasks/proposals.py)."""
+    return f"{RESULTS}/proposals/detection/{model}/{split}.json"
+
+
 def tide(task: str, model: str) -> str:
     """TIDE's errors of a detector without mitigation on clean and every quality (appendix B)."""
     return f"{RESULTS}/metrics/tide/{task}/{model}.json"

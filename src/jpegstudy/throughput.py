@@ -45,7 +45,7 @@ def _steps(task, model, transform, corrector, images, batch, targets):
 
         def infer():
             with torch.no_grad():
-                fast.eval()(x)
+                task.infer(fast.eval(), x, targets)
 
         def train():
             loss = task.finetune_loss(model.train(), x, targets)
@@ -57,7 +57,7 @@ def _steps(task, model, transform, corrector, images, batch, targets):
 
         def infer():
             with torch.no_grad():
-                fast.eval()(transform(corrector.eval()(batch)))
+                task.infer(fast.eval(), transform(corrector.eval()(batch)), targets)
 
         def train():
             loss = ttac_loss(task.ttac_target, freeze(model), transform, corrector.train(), images, batch)

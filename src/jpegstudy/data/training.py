@@ -40,14 +40,16 @@ class TrainingImages(torch.utils.data.Dataset):
 class DetectionTrainingImages(torch.utils.data.Dataset):
     """(uint8 (3, H, W) image, torchvision detection target) of a COCO-layout split: its boxes, labels and masks
     (data/coco.to_targets: crowd regions and degenerate boxes are not targets), flipped at random with the image;
-    with `crop`, resized to crop x crop first. torchvision.transforms.v2 moves the boxes and masks with the pixels."""
+    with `crop`, resized to crop x crop first. torchvision.transforms.v2 moves the boxes and masks with the pixels,
+    and the image's precomputed proposals with them (`proposals`: a Fast R-CNN's table, image id -> boxes)."""
 
-    def __init__(self, manifest: Manifest, crop: int | None = None):
+    def __init__(self, manifest: Manifest, crop: int | None = None, proposals: dict | None = None):
         from jpegstudy.data import coco  # pycocotools: only detection data needs it
 
         self.manifest = manifest
         self.coco = coco.load_annotations(manifest)
         self.to_targets = coco.to_targets
+        self.proposals = proposals
         steps = [v2.Resize((crop, crop))] if crop is not None else []
         self.transform = v2.Compose([*steps, v2.RandomHorizontalFlip()])
 
@@ -60,10 +62,14 @@ class DetectionTrainingImages(torch.utils.data.Dataset):
         target = self.to_targets(self.coco, entry["id"], self.manifest.source["category_ids"])
         boxes = tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=tuple(image.shape[-2:]))
         masks = tv_tensors.Mask(target["masks"]) if "masks" in target else None
-        image, boxes, masks = self.transform(tv_tensors.Image(image), boxes, masks)
+        proposals = None if self.proposals is None else tv_tensors.BoundingBoxes(
+            self.proposals[entry["id"]], format="XYXY", canvas_size=tuple(image.shape[-2:]))
+        image, boxes, masks, proposals = self.transform(tv_tensors.Image(image), boxes, masks, proposals)
         out = {"boxes": boxes.as_subclass(torch.Tensor), "labels": target["labels"]}
         if masks is not None:
             out["masks"] = masks.as_subclass(torch.Tensor)
+        if proposals is not None:
+            out["proposals"] = proposals.as_subclass(torch.Tensor)
         return image.as_subclass(torch.Tensor), out
 
 
@@ -76,10 +82,10 @@ def _stack_detection(items):
     return torch.stack([image for image, _ in items]), [target for _, target in items]
 
 
-def training_set(manifest: Manifest, crop: int | None = None):
+def training_set(manifest: Manifest, crop: int | None = None, proposals: dict | None = None):
     """The training items of a split, by its layout: COCO's (detection targets) or a classification split's."""
     if manifest.source.get("layout") == "coco":
-        return DetectionTrainingImages(manifest, crop), _stack_detection
+        return DetectionTrainingImages(manifest, crop, proposals), _stack_detection
     return TrainingImages(manifest, crop), None
 
 
@@ -89,14 +95,15 @@ def steps_per_epoch(manifest: Manifest, batch_size: int, images_per_epoch: int |
 
 
 def batches(manifest: Manifest, *, batch_size: int, generator: torch.Generator, crop: int | None = None,
-            workers: int = 0, images_per_epoch: int | None = None):
+            workers: int = 0, images_per_epoch: int | None = None, proposals: dict | None = None):
     """One epoch's batches; the order and the workers' seeds come from `generator` (seeded per epoch). With
-    `images_per_epoch`, the epoch stops after that many images of the shuffled split (a fresh sample each epoch)."""
+    `images_per_epoch`, the epoch stops after that many images of the shuffled split (a fresh sample each epoch);
+    `proposals`: a Fast R-CNN's, carried in the targets."""
     if len(manifest.images) < batch_size:
         raise ValueError(f"{manifest.location}: {len(manifest.images)} training images, fewer than one batch of "
                          f"{batch_size}")
     # drop_last: batch norm cannot train on a last batch of one image, and every step then sees batch_size images.
-    items, collate = training_set(manifest, crop)
+    items, collate = training_set(manifest, crop, proposals)
     loader = torch.utils.data.DataLoader(items, batch_size=batch_size, shuffle=True, generator=generator,
                                          num_workers=workers, drop_last=True, collate_fn=collate)
     return itertools.islice(loader, steps_per_epoch(manifest, batch_size, images_per_epoch))

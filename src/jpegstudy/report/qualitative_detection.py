@@ -52,9 +52,9 @@ def drawn(image: torch.Tensor, boxes, labels, scores, masks, names: list[str]) -
     return big
 
 
-def _panel(model, image: torch.Tensor, names: list[str], with_masks: bool, device) -> torch.Tensor:
+def _panel(model, image: torch.Tensor, image_id: int, names: list[str], with_masks: bool, device) -> torch.Tensor:
     with torch.no_grad():
-        out = {k: v.cpu() for k, v in model([image.to(device)])[0].items()}
+        out = {k: v.cpu() for k, v in detection.infer(model, [image.to(device)], [image_id])[0].items()}
     keep = out["scores"] >= SCORE_THRESHOLD
     masks = (out["masks"][keep, 0] > detection_metric.MASK_THRESHOLD) if with_masks else None
     return drawn((image * 255).round().byte(), out["boxes"][keep], out["labels"][keep], out["scores"][keep].tolist(),
@@ -62,9 +62,10 @@ def _panel(model, image: torch.Tensor, names: list[str], with_masks: bool, devic
 
 
 def figure(*, model_name: str, reference: str, clean: str, compressed: str, mitigation_files: dict, outputs,
-           params: dict | None = None, device: str = "cpu") -> None:
+           params: dict | None = None, device: str = "cpu", proposals: str | None = None) -> None:
     """Write the figure to `outputs` (.pdf and/or .png). params: samples, quality, dpi. `mitigation_files`:
-    {finetune: a fine-tuned detector, offtheshelf: a corrector, ttac: a corrector}, any subset."""
+    {finetune: a fine-tuned detector, offtheshelf: a corrector, ttac: a corrector}, any subset. `proposals`: a
+    Fast R-CNN's, of the clean split."""
     from jpegstudy import evaluate  # corrected_images: the corrector's output exactly as evaluation feeds it on
 
     params = {"samples": 4, "dpi": 150, **(params or {})}
@@ -72,12 +73,13 @@ def figure(*, model_name: str, reference: str, clean: str, compressed: str, miti
     if unknown:
         raise ValueError(f"mitigation {unknown[0]!r}: the appendix figures show finetune, offtheshelf, ttac")
     dev = torch.device(device)
-    model, meta = detection.load_reference(reference)
+    clean_m, jpeg_m = manifests.read(clean), manifests.read(compressed)
+    ids = [e["id"] for e in clean_m.images]
+    model, meta = detection.load_reference(reference, proposals, ids)
     models = {"reference": model.to(dev)}
     if "finetune" in mitigation_files:
-        models["finetune"] = detection.load_reference(mitigation_files["finetune"])[0].to(dev)
+        models["finetune"] = detection.load_reference(mitigation_files["finetune"], proposals, ids)[0].to(dev)
     fixers = {name: correctors.load(path)[0].to(dev) for name, path in mitigation_files.items() if name != "finetune"}
-    clean_m, jpeg_m = manifests.read(clean), manifests.read(compressed)
     for path, m in ((clean, clean_m), (compressed, jpeg_m)):
         detection.check_eval_set(m, meta, path, reference)
     if [e["id"] for e in clean_m.images] != [e["id"] for e in jpeg_m.images]:
@@ -94,7 +96,8 @@ def figure(*, model_name: str, reference: str, clean: str, compressed: str, miti
                                            clean_m.path_of(i)))
         data = verified_bytes(jpeg_m.path_of(i), jpeg_m.images[i].get("sha256"))
         jpeg = TF.to_tensor(decode_rgb(data, jpeg_m.path_of(i)))
-        truth = coco.to_targets(gt, clean_m.images[i]["id"], clean_m.source["category_ids"])
+        image_id = clean_m.images[i]["id"]
+        truth = coco.to_targets(gt, image_id, clean_m.source["category_ids"])
         for col, column in enumerate(columns):
             if column == "truth":
                 panel = drawn((original * 255).round().byte(), truth["boxes"], truth["labels"],
@@ -102,10 +105,11 @@ def figure(*, model_name: str, reference: str, clean: str, compressed: str, miti
             elif column in fixers:
                 with torch.no_grad():
                     corrected = evaluate.corrected_images(fixers[column], [data], dev)[0]
-                panel = _panel(models["reference"], TF.to_tensor(corrected), names, with_masks, dev)
+                panel = _panel(models["reference"], TF.to_tensor(corrected), image_id, names, with_masks, dev)
             else:
                 which = "finetune" if column == "finetune" else "reference"
-                panel = _panel(models[which], original if column == "original" else jpeg, names, with_masks, dev)
+                panel = _panel(models[which], original if column == "original" else jpeg, image_id, names,
+                               with_masks, dev)
             ax = axes[row][col]
             ax.imshow(panel.permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_xticks([])
@@ -119,5 +123,5 @@ def figure(*, model_name: str, reference: str, clean: str, compressed: str, miti
                         wspace=0.04, hspace=0.04)
     # the figure holds no metric row; its metadata names the files it was drawn from, for `jpegstudy audit`
     inputs = provenance.file_inputs({"model": reference, "clean images": clean, "JPEG images": compressed,
-                                     **mitigation_files})
+                                     **mitigation_files, **({"proposals": proposals} if proposals else {})})
     _save(fig, outputs, [], params["dpi"], inputs)

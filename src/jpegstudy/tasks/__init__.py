@@ -17,6 +17,8 @@ What the shared code (evaluate, train.ttac, train.finetune, the CLI, the rules) 
     score(model, manifest, batches, device, confidence)
                                        the metric fields of one eval set (values, bootstrap intervals, n_images,
                                        per_image results) from its batches
+    infer(model, x, targets)           the model's outputs on a batch (x as collate or throughput_batch gives it; a
+                                       detector on precomputed proposals finds them through the targets)
     ttac_target(model, x)              what TTAC's L1 compares on the original and the corrected image
     finetune_loss(model, x, targets)   the task's own training loss on a (JPEG) batch
     throughput_batch(meta, n, generator)

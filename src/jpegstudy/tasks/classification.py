@@ -689,6 +689,11 @@ def throughput_batch(meta: dict, n: int, generator: torch.Generator) -> tuple[to
     return images, torch.randint(0, len(meta["classes"]), (n,), generator=generator)
 
 
+def infer(model: torch.nn.Module, x: torch.Tensor, targets=None) -> torch.Tensor:
+    """The logits of a batch (the targets are the labels: a classifier needs nothing besides the images)."""
+    return model(x)
+
+
 def ttac_target(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The logits: TTAC makes the classifier's output on the corrected JPEG that on the original."""
     return model(x)

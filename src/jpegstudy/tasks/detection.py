@@ -2,14 +2,16 @@
 
 Architectures (a model's `arch`): the paper's three torchvision R50-FPN detectors, as torchvision builds them for
 its COCO weights (fasterrcnn_resnet50_fpn, retinanet_resnet50_fpn, maskrcnn_resnet50_fpn), and their embedded
-twins, built here for the embedded scenes (faster_rcnn, retinanet, mask_rcnn):
+twins, built here for the embedded scenes (faster_rcnn, fast_rcnn, retinanet, mask_rcnn):
 - the backbone is an embedded classifier (a ResNet reference file), its weights kept, as the real detectors start
   from ImageNet weights; its last three stages feed a 64-channel FPN plus a max-pooled level (strides 8-64);
 - images are not resized (min_size = max_size = the image size: torchvision's default upsamples to 800 px), and
   anchors are fitted to it: one size per level, from 3/16 of the image up, three aspect ratios (RetinaNet: three
   scales per level, as its paper);
 - the box head is a 256-wide two-layer MLP (torchvision's 1024-wide one on 7x7x64 ROIs is most of a CPU step), the
-  mask head two 64-wide convolutions, and 64 ROIs an image are sampled in training.
+  mask head two 64-wide convolutions, and 64 ROIs an image are sampled in training; RetinaNet's head has GroupNorm;
+- Fast R-CNN, which torchvision lacks, is Faster R-CNN's box stage on precomputed proposals (FastRCNN below; the
+  proposals: tasks/proposals.py).
 The models normalise (ImageNet mean/std) and resize inside (GeneralizedRCNNTransform), so the eval transform only
 makes a [0, 1] tensor, and the differentiable transform is the identity.
 
@@ -18,30 +20,74 @@ Labels are class index + 1 (0 is the background), as data/coco.to_targets writes
 
 from __future__ import annotations
 
+import functools
 import io
 
 import torch
 import torchvision
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
+from torchvision.models.detection.retinanet import RetinaNetHead
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.transforms import functional as TF
 
 from jpegstudy import atomic
 from jpegstudy.config import MASK_DETECTORS
 from jpegstudy.errors import ModelError
-from jpegstudy.tasks import classification, detection_metric
+from jpegstudy.tasks import classification, detection_metric, proposals
 
 NAME = "detection"
 METRIC = ("map", "Box mAP@[.5:.95]")
 
 PAPER = ("fasterrcnn_resnet50_fpn", "retinanet_resnet50_fpn", "maskrcnn_resnet50_fpn")
-EMBEDDED = {"faster_rcnn": FasterRCNN, "retinanet": RetinaNet, "mask_rcnn": MaskRCNN}
+ROIS_PER_IMAGE = 64  # ROIs sampled an image in training (torchvision's 512 make the box head most of a CPU step)
+TEST_PROPOSALS = 100  # proposals the box head scores an image at test time, as the embedded Faster R-CNN's RPN gives
+
+
+class FastRCNN(torch.nn.Module):
+    """Fast R-CNN (Girshick, 2015) over an FPN, as Detectron2's: the R-CNN box head on precomputed proposals, which
+    torchvision lacks. Each target (in training and at test time) carries its image's proposals, "proposals"
+    (N, 4) x1 y1 x2 y2 in the image's pixels, or an "image_id" looked up in `proposals` (a table from
+    proposals.read). In training the ground-truth boxes join the proposals and 64 are sampled, as for Faster
+    R-CNN; at test time the TEST_PROPOSALS highest-scoring ones are scored."""
+
+    def __init__(self, backbone, transform: GeneralizedRCNNTransform, roi_heads: RoIHeads):
+        super().__init__()
+        self.backbone, self.transform, self.roi_heads = backbone, transform, roi_heads
+        self.proposals: dict[int, torch.Tensor] | None = None
+
+    def boxes_of(self, target: dict) -> torch.Tensor:
+        if "proposals" in target:
+            return target["proposals"]
+        image_id = int(target["image_id"])
+        if self.proposals is None or image_id not in self.proposals:
+            raise ModelError(f"Fast R-CNN: no proposals for image {image_id} (give the eval set's proposals file)")
+        return self.proposals[image_id][:TEST_PROPOSALS]
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
+        if targets is None:
+            raise ModelError("Fast R-CNN scores proposals: give each image's target with its proposals or image_id")
+        original_sizes = [tuple(image.shape[-2:]) for image in images]
+        boxes = [self.boxes_of(t).to(images[0].device) for t in targets]
+        batch, targets = self.transform(images, targets) if self.training else (self.transform(images)[0], None)
+        boxes = [resize_boxes(b, size, resized) for b, size, resized in zip(boxes, original_sizes, batch.image_sizes)]
+        features = self.backbone(batch.tensors)
+        detections, losses = self.roi_heads(features, boxes, batch.image_sizes, targets)
+        if self.training:
+            return losses
+        return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+
+
+EMBEDDED = {"faster_rcnn": FasterRCNN, "fast_rcnn": FastRCNN, "retinanet": RetinaNet, "mask_rcnn": MaskRCNN}
 FPN_CHANNELS = 64
 BOX_HEAD_WIDTH = 256
+RETINANET_GROUPS = 16
 RETURN_LAYERS = {"layer2": "0", "layer3": "1", "layer4": "2"}
 
 
@@ -81,12 +127,24 @@ def build(arch: str, num_classes: int, image_size: int | None = None,
               "image_std": classification.IMAGENET_STD}
     if arch == "retinanet":
         anchors = AnchorGenerator(anchor_sizes(image_size, levels, 3), ((0.5, 1.0, 2.0),) * levels)
-        return RetinaNet(backbone, num_classes + 1, anchor_generator=anchors, **common)
+        # GroupNorm in the head, as torchvision's RetinaNet v2: without it 10 CPU epochs left the head's features
+        # alike for every image (1.9 box mAP); with it, it learns where the objects are.
+        head = RetinaNetHead(FPN_CHANNELS, anchors.num_anchors_per_location()[0], num_classes + 1,
+                             norm_layer=functools.partial(torch.nn.GroupNorm, RETINANET_GROUPS))
+        return RetinaNet(backbone, num_classes + 1, anchor_generator=anchors, head=head, **common)
     anchors = AnchorGenerator(anchor_sizes(image_size, levels, 1), ((0.5, 1.0, 2.0),) * levels)
     heads = {"box_head": TwoMLPHead(FPN_CHANNELS * 7 * 7, BOX_HEAD_WIDTH),
              "box_predictor": FastRCNNPredictor(BOX_HEAD_WIDTH, num_classes + 1)}
+    if arch == "fast_rcnn":  # Faster R-CNN's box stage, with torchvision's defaults as FasterRCNN passes them
+        roi_heads = RoIHeads(MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2), heads["box_head"],
+                             heads["box_predictor"], fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=ROIS_PER_IMAGE,
+                             positive_fraction=0.25, bbox_reg_weights=None, score_thresh=0.05, nms_thresh=0.5,
+                             detections_per_img=100)
+        transform = GeneralizedRCNNTransform(image_size, image_size, classification.IMAGENET_MEAN,
+                                             classification.IMAGENET_STD)
+        return FastRCNN(backbone, transform, roi_heads)
     proposals = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300,
-                 "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": 64, "rpn_batch_size_per_image": 128}
+                 "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": ROIS_PER_IMAGE, "rpn_batch_size_per_image": 128}
     if arch == "mask_rcnn":  # torchvision's mask head is four 256-wide convolutions: two 64-wide ones here
         heads |= {"mask_head": MaskRCNNHeads(FPN_CHANNELS, (FPN_CHANNELS,) * 2, 1),
                   "mask_predictor": MaskRCNNPredictor(FPN_CHANNELS, FPN_CHANNELS, num_classes + 1)}
@@ -176,8 +234,9 @@ def save_finetuned(path, meta: dict, *, source: str, state_dict: dict) -> None:
                    transform=meta["transform"], source=source, state_dict=state_dict, backbone=meta["backbone"])
 
 
-def load_reference(path) -> tuple[torch.nn.Module, dict]:
-    """The detector of a reference file, in eval mode, and the file's metadata."""
+def load_reference(path, proposals_file=None, image_ids=None) -> tuple[torch.nn.Module, dict]:
+    """The detector of a reference file, in eval mode, and the file's metadata. A Fast R-CNN needs the proposals of
+    the images it will see (`proposals_file`, for `image_ids`); other detectors take none."""
     ref = torch.load(path, map_location="cpu", weights_only=True)
     if ref.get("task") != NAME:
         raise ModelError(f"{path}: not a detection reference file")
@@ -191,6 +250,10 @@ def load_reference(path) -> tuple[torch.nn.Module, dict]:
         keys = (missing or unexpected)[:3]
         raise ModelError(f"{path}: its weights do not fit {ref['arch']} ({'missing' if missing else 'unexpected'} "
                          f"keys {', '.join(keys)})")
+    if isinstance(model, FastRCNN) and proposals_file is not None:
+        model.proposals = proposals.read(proposals_file, image_ids)
+    elif proposals_file is not None:
+        raise ModelError(f"{path}: {ref['arch']} makes its own proposals; {proposals_file} is for a Fast R-CNN")
     return model.eval(), {k: v for k, v in ref.items() if k != "state_dict"}
 
 
@@ -227,7 +290,7 @@ def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | 
 
     predictions = {}
     for images, ids in batches:
-        outputs = model([image.to(device) for image in images])
+        outputs = infer(model, [image.to(device) for image in images], ids)
         predictions.update({image_id: {k: v.cpu() for k, v in out.items()} for image_id, out in zip(ids, outputs)})
     gt = coco.load_annotations(manifest)
     category_ids = manifest.source["category_ids"]
@@ -254,7 +317,8 @@ PAPER_THROUGHPUT_SIZE = 640
 
 def throughput_batch(meta: dict, n: int, generator: torch.Generator) -> tuple[torch.Tensor, list[dict]]:
     """n random uint8 images of the detector's image size and, for its training step, three random boxes (and
-    their masks) an image of random classes: what a throughput figure times."""
+    their masks) an image of random classes (and a Fast R-CNN's TEST_PROPOSALS random proposals): what a
+    throughput figure times."""
     size = meta["image_size"] or PAPER_THROUGHPUT_SIZE
     images = torch.randint(0, 256, (n, 3, size, size), generator=generator, dtype=torch.uint8)
     targets = []
@@ -268,8 +332,20 @@ def throughput_batch(meta: dict, n: int, generator: torch.Generator) -> tuple[to
             for k, (x1, y1, x2, y2) in enumerate(boxes.int().tolist()):
                 masks[k, y1:y2, x1:x2] = 1
             target["masks"] = masks
+        if meta["arch"] == "fast_rcnn":
+            corner = torch.rand(TEST_PROPOSALS, 2, generator=generator) * size * 0.75
+            target["proposals"] = torch.cat([corner, corner + size / 8 + torch.rand(
+                TEST_PROPOSALS, 2, generator=generator) * (size - corner - size / 8)], 1)
         targets.append(target)
     return images, targets
+
+
+def infer(model: torch.nn.Module, images, targets) -> list[dict]:
+    """A detector's outputs on a batch; `targets`: the images' ids (eval batches) or target dicts (throughput's),
+    where a Fast R-CNN finds its proposals."""
+    if not isinstance(model, FastRCNN):
+        return model(list(images))
+    return model(list(images), [t if isinstance(t, dict) else {"image_id": t} for t in targets])
 
 
 def ttac_target(model: torch.nn.Module, x: torch.Tensor) -> dict:

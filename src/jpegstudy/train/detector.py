@@ -30,7 +30,8 @@ def train(model: torch.nn.Module, arch: str, manifest: Manifest, *, out, epochs:
 
     def epoch(_: int, generator: torch.Generator) -> str:
         total = steps = 0
-        for images, targets in training.batches(manifest, batch_size=batch_size, generator=generator):
+        for images, targets in training.batches(manifest, batch_size=batch_size, generator=generator,
+                                                proposals=getattr(model, "proposals", None)):
             loss = detection.finetune_loss(model, images.to(dev).float() / 255, to_device(targets, dev))
             total, steps = total + loop.step(loss, optimizer, schedule), steps + 1
         return f"mean detection loss {total / steps:.4f}"

@@ -35,8 +35,9 @@ def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, o
 
     def epoch(_: int, generator: torch.Generator) -> str:
         total = steps = 0
+        # A Fast R-CNN's precomputed proposals travel in the targets, so that flips move them with the image.
         for images, labels in training.batches(manifest, batch_size=batch_size, generator=generator, crop=crop,
-                                               workers=workers):
+                                               workers=workers, proposals=getattr(model, "proposals", None)):
             x = inputs.decoded(images, inputs.draw_qualities(len(images), generator)).to(dev)
             loss = t.finetune_loss(model, transform(x), to_device(labels, dev))
             total, steps = total + loop.step(loss, optimizer, schedule), steps + 1
