@@ -9,7 +9,7 @@ twins, built here for the embedded scenes (faster_rcnn, fast_rcnn, retinanet, ma
   anchors are fitted to it: one size per level, from 3/16 of the image up, three aspect ratios (RetinaNet: three
   scales per level, as its paper);
 - the box head is a 256-wide two-layer MLP (torchvision's 1024-wide one on 7x7x64 ROIs is most of a CPU step), the
-  mask head two 64-wide convolutions, and 64 ROIs an image are sampled in training; RetinaNet's head has GroupNorm;
+  mask head two 32-wide convolutions, and 64 ROIs an image are sampled in training; RetinaNet's head has GroupNorm;
 - Fast R-CNN, which torchvision lacks, is Faster R-CNN's box stage on precomputed proposals (FastRCNN below; the
   proposals: tasks/proposals.py).
 The models normalise (ImageNet mean/std) and resize inside (GeneralizedRCNNTransform), so the eval transform only
@@ -88,6 +88,8 @@ EMBEDDED = {"faster_rcnn": FasterRCNN, "fast_rcnn": FastRCNN, "retinanet": Retin
 FPN_CHANNELS = 64
 BOX_HEAD_WIDTH = 256
 RETINANET_GROUPS = 16
+# Its convolutions on 14x14 ROIs were 40 % of a Mask R-CNN step at 64 wide; 32 wide cut the step by a quarter.
+MASK_HEAD_WIDTH = 32
 RETURN_LAYERS = {"layer2": "0", "layer3": "1", "layer4": "2"}
 
 
@@ -145,9 +147,9 @@ def build(arch: str, num_classes: int, image_size: int | None = None,
         return FastRCNN(backbone, transform, roi_heads)
     proposals = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300,
                  "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": ROIS_PER_IMAGE, "rpn_batch_size_per_image": 128}
-    if arch == "mask_rcnn":  # torchvision's mask head is four 256-wide convolutions: two 64-wide ones here
-        heads |= {"mask_head": MaskRCNNHeads(FPN_CHANNELS, (FPN_CHANNELS,) * 2, 1),
-                  "mask_predictor": MaskRCNNPredictor(FPN_CHANNELS, FPN_CHANNELS, num_classes + 1)}
+    if arch == "mask_rcnn":  # torchvision's mask head is four 256-wide convolutions: two 32-wide ones here
+        heads |= {"mask_head": MaskRCNNHeads(FPN_CHANNELS, (MASK_HEAD_WIDTH,) * 2, 1),
+                  "mask_predictor": MaskRCNNPredictor(MASK_HEAD_WIDTH, MASK_HEAD_WIDTH, num_classes + 1)}
     return EMBEDDED[arch](backbone, None, rpn_anchor_generator=anchors, **heads, **proposals, **common)
 
 
