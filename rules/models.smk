@@ -114,6 +114,8 @@ if "detection" in config:
         wildcard_constraints:
             source=wildcard_names(dag.proposal_sources(config)),
             split="train|val",
+        params:
+            batch_size=DET["eval_batch_size"],
         threads: config["threads"]
         conda:
             ENV
@@ -124,8 +126,8 @@ if "detection" in config:
         message:
             "Proposals of the RPN of {wildcards.source} on {input.split}"
         shell:
-            "jpegstudy propose --reference {input.reference} --split {input.split} --batch-size"
-            " {DET[eval_batch_size]} --threads {threads} --out {output.proposals} > {log} 2>&1"
+            "jpegstudy propose --reference {input.reference} --split {input.split} --batch-size {params.batch_size}"
+            " --threads {threads} --out {output.proposals} > {log} 2>&1"
 
     rule resolve_detector:
         input:

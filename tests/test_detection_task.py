@@ -133,5 +133,6 @@ def test_the_papers_detectors_build_without_downloading(arch):
     head = model.head.classification_head.num_classes if arch.startswith("retinanet") else \
         model.roi_heads.box_predictor.cls_score.out_features
     assert head == 81 and model.transform.min_size == (800,)
-    with pytest.raises(ModelError, match=r"^unknown detector 'yolo': one of faster_rcnn, fast_rcnn, retinanet, mask_rcnn, "):
+    with pytest.raises(ModelError, match=r"^unknown detector 'yolo': one of faster_rcnn, fast_rcnn, retinanet, "
+                                         r"mask_rcnn, "):
         detection.build("yolo", 80)

@@ -58,25 +58,37 @@ def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(
 
     workdir = smoke_runs[0]
     smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-    mitigations = ("none", "finetune", "offtheshelf", "ttac", "transfer-mobilenet_v2")
+    mitigations = ("none", "finetune", "offtheshelf", "ttac")
     gt = COCO(str(workdir / "results/data/scenes/val/annotations/instances_val.json"))
-    rows = {}
-    for mitigation in mitigations:
-        result = json.loads((workdir / f"results/metrics/detection/mask_rcnn/{mitigation}.json").read_text())
-        assert [r["quality"] for r in result["rows"]] == [None, *smoke["qualities"]]
-        predictions = workdir / "results/predictions/detection/mask_rcnn" / mitigation
-        # (snakemake marks a folder output it made with a hidden .snakemake_timestamp)
-        assert sorted(p.name for p in predictions.iterdir() if not p.name.startswith(".")) == sorted(
-            ["clean.json", *(f"q{q}.json" for q in smoke["qualities"])])
-        for row in result["rows"]:
-            rows[row["id"]] = row
-            assert row["task"] == "detection" and row["n_images"] == 4 and row["map"] == row["ap"]
-            # the predictions file is a COCO results file: COCOeval on it gives the row's numbers again
-            name = "clean" if row["quality"] is None else f"q{row['quality']}"
-            results = json.loads((predictions / f"{name}.json").read_text())
-            for iou_type, prefix in (("bbox", ""), ("segm", "mask_")):
-                stats, _ = detection_metric.evaluate_map(gt, results, iou_type)
-                assert stats["AP"] == pytest.approx(row[f"{prefix}ap"], abs=1e-9)
+    rows, mask_rows = {}, {}
+    # the classifier's corrector is transferred to Mask R-CNN alone (smoke.yaml's transfer_to)
+    for model, iou_types, transfer in (("mask_rcnn", ("bbox", "segm"), ("transfer-mobilenet_v2",)),
+                                       ("fast_rcnn", ("bbox",), ())):
+        assert (workdir / "results/metrics/detection" / model / "transfer-mobilenet_v2.json").exists() == bool(transfer)
+        for mitigation in mitigations + transfer:
+            result = json.loads((workdir / f"results/metrics/detection/{model}/{mitigation}.json").read_text())
+            assert [r["quality"] for r in result["rows"]] == [None, *smoke["qualities"]]
+            predictions = workdir / "results/predictions/detection" / model / mitigation
+            # (snakemake marks a folder output it made with a hidden .snakemake_timestamp)
+            assert sorted(p.name for p in predictions.iterdir() if not p.name.startswith(".")) == sorted(
+                ["clean.json", *(f"q{q}.json" for q in smoke["qualities"])])
+            for row in result["rows"]:
+                rows[row["id"]] = row
+                if "segm" in iou_types:
+                    mask_rows[row["id"]] = row
+                assert row["task"] == "detection" and row["n_images"] == 4 and row["map"] == row["ap"]
+                # the predictions file is a COCO results file: COCOeval on it gives the row's numbers again
+                name = "clean" if row["quality"] is None else f"q{row['quality']}"
+                results = json.loads((predictions / f"{name}.json").read_text())
+                for iou_type in iou_types:
+                    stats, _ = detection_metric.evaluate_map(gt, results, iou_type)
+                    assert stats["AP"] == pytest.approx(row[f"{'mask_' if iou_type == 'segm' else ''}ap"], abs=1e-9)
+    # Fast R-CNN scored the proposals Mask R-CNN's RPN made on the clean val scenes, at every quality
+    fast = json.loads((workdir / "results/metrics/detection/fast_rcnn/none.json").read_text())
+    proposals = workdir / "results/proposals/detection/mask_rcnn/val.json"
+    assert {r["provenance"]["inputs"]["proposals"]["path"] for r in fast["rows"]} == {
+        "results/proposals/detection/mask_rcnn/val.json"}
+    assert {p["image_id"] for p in json.loads(proposals.read_text())} == set(gt.getImgIds())
     # the transferred corrector is the classifier's, trained once for classification
     transfer = json.loads((workdir / "results/metrics/detection/mask_rcnn/transfer-mobilenet_v2.json").read_text())
     assert transfer["rows"][1]["provenance"]["inputs"]["corrector"]["path"].endswith(
@@ -84,7 +96,7 @@ def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(
     for name, field in (("detection", "map"), ("detection_mask", "mask_ap")):
         table = workdir / "reports" / "tables" / f"{name}.tex"
         printed = re.findall(r"\\jsrec\{(\w+)/(\w+)\}\{([^}]*)\}", table.read_text())
-        assert sorted(r for r, f, _ in printed if f == field) == sorted(rows)
+        assert sorted(r for r, f, _ in printed if f == field) == sorted(rows if field == "map" else mask_rows)
         for row_id, printed_field, text in printed:
             assert text == fmt(rows[row_id][printed_field])
         assert audit.audit(str(table), str(workdir / "results/metrics"))
@@ -149,6 +161,9 @@ def test_two_runs_give_identical_metrics_models_and_reports(smoke_runs):
                 "results/models/detection/mask_rcnn/reference.pt", "results/models/detection/mask_rcnn/finetune.pt",
                 "results/models/correction/qgac/ttac/detection-mask_rcnn.pt", "reports/tables/detection_mask.tex",
                 "results/predictions/detection/mask_rcnn/ttac/q10.json",
+                "results/proposals/detection/mask_rcnn/train.json",
+                "results/models/detection/fast_rcnn/reference.pt",
+                "results/predictions/detection/fast_rcnn/none/q10.json",
                 "reports/appendix/qualitative_detection_mask_rcnn.png", "reports/appendix/tide_mask_rcnn_q10.png"):
         assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
     for model in ("resnet18", "mobilenet_v2"):
