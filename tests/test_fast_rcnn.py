@@ -52,7 +52,9 @@ def test_a_proposals_file_reads_back_best_first(tmp_path):
     ("not json", r"cannot read proposals \(JSONDecodeError"),
     ({"image_id": 7}, r"a proposals file is a JSON list of \{image_id, bbox, score\}$"),
     ([{"image_id": 7, "bbox": [0, 0, 4, 4]}], r"entry 0 is not \{image_id, bbox: \[x, y, w, h\], score\}"),
-    ([{"image_id": 7, "bbox": [0, 0, 4, 0], "score": 1}], r"entry 0 \(image 7\) has the box \[0, 0, 4, 0\]: no area$"),
+    ([{"image_id": 7, "bbox": [0, 0, 4, None], "score": 1}], r"entry 0 is not \{image_id, bbox"),
+    ([{"image_id": 7, "bbox": [0, 0, 4, float("nan")], "score": 1}],
+     r"entry 0 \(image 7\) is not finite: bbox \[0.0, 0.0, 4.0, nan\], score 1.0$"),
     ([{"image_id": 8, "bbox": [0, 0, 4, 4], "score": 1}],
      r"no proposals for image 7 \(1 of 1 images have none\): proposals of another split\?$"),
 ])
@@ -61,6 +63,16 @@ def test_a_bad_proposals_file_is_refused_naming_it(tmp_path, rows, message):
     path.write_text(rows if isinstance(rows, str) else json.dumps(rows))
     with pytest.raises(ModelError, match=f"^{path}: {message}"):
         proposals.read(path, [7])
+
+
+def test_proposals_without_area_are_skipped_and_counted(tmp_path, capsys):
+    thin = torch.tensor([[1.0, 2.0, 11.0, 2.004], [1.0, 2.0, 11.0, 12.0]])  # the first is 0.004 px high
+    rows = proposals.entries(7, thin, torch.tensor([0.9, 0.5]))
+    assert [r["bbox"] for r in rows] == [[1.0, 2.0, 10.0, 10.0]]  # not written
+    rows.insert(0, {"image_id": 7, "bbox": [3, 3, 0, 5], "score": 0.99})  # a user's file may hold one
+    path = write(tmp_path / "p.json", rows)
+    assert torch.equal(proposals.read(path, [7])[7], thin[1:])
+    assert capsys.readouterr().err.strip() == f"{path}: skipped 1 proposals without area (entry 0 first)"
 
 
 def test_an_rpn_writes_at_most_its_quota_of_proposals_inside_the_image(scenes):

@@ -26,13 +26,13 @@ import io
 import torch
 import torchvision
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
-from torchvision.models.detection.retinanet import RetinaNetHead
-from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.retinanet import RetinaNetHead
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.transform import GeneralizedRCNNTransform, resize_boxes
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.transforms import functional as TF
@@ -139,18 +139,19 @@ def build(arch: str, num_classes: int, image_size: int | None = None,
              "box_predictor": FastRCNNPredictor(BOX_HEAD_WIDTH, num_classes + 1)}
     if arch == "fast_rcnn":  # Faster R-CNN's box stage, with torchvision's defaults as FasterRCNN passes them
         roi_heads = RoIHeads(MultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2), heads["box_head"],
-                             heads["box_predictor"], fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=ROIS_PER_IMAGE,
-                             positive_fraction=0.25, bbox_reg_weights=None, score_thresh=0.05, nms_thresh=0.5,
-                             detections_per_img=100)
+                             heads["box_predictor"], fg_iou_thresh=0.5, bg_iou_thresh=0.5,
+                             batch_size_per_image=ROIS_PER_IMAGE, positive_fraction=0.25, bbox_reg_weights=None,
+                             score_thresh=0.05, nms_thresh=0.5, detections_per_img=100)
         transform = GeneralizedRCNNTransform(image_size, image_size, classification.IMAGENET_MEAN,
                                              classification.IMAGENET_STD)
         return FastRCNN(backbone, transform, roi_heads)
-    proposals = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300,
-                 "rpn_post_nms_top_n_test": 100, "box_batch_size_per_image": ROIS_PER_IMAGE, "rpn_batch_size_per_image": 128}
+    rpn = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300,
+           "rpn_post_nms_top_n_test": TEST_PROPOSALS, "box_batch_size_per_image": ROIS_PER_IMAGE,
+           "rpn_batch_size_per_image": 128}
     if arch == "mask_rcnn":  # torchvision's mask head is four 256-wide convolutions: two 32-wide ones here
         heads |= {"mask_head": MaskRCNNHeads(FPN_CHANNELS, (MASK_HEAD_WIDTH,) * 2, 1),
                   "mask_predictor": MaskRCNNPredictor(MASK_HEAD_WIDTH, MASK_HEAD_WIDTH, num_classes + 1)}
-    return EMBEDDED[arch](backbone, None, rpn_anchor_generator=anchors, **heads, **proposals, **common)
+    return EMBEDDED[arch](backbone, None, rpn_anchor_generator=anchors, **heads, **rpn, **common)
 
 
 # The predictor layers whose rows are classes, and how many values a class has in each: resolve() keeps the rows of

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -51,15 +52,19 @@ def rpn_proposals(model: torch.nn.Module, images: list[torch.Tensor]) -> list[tu
 
 
 def entries(image_id: int, boxes: torch.Tensor, scores: torch.Tensor) -> list[dict]:
-    """One image's proposals as file entries: boxes to 0.01 px, scores to 1e-5."""
-    return [{"image_id": int(image_id), "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+    """One image's proposals as file entries: boxes to 0.01 px, scores to 1e-5. A box left without area at that
+    precision is not written (the RPN keeps boxes down to 0.001 px; one clipped at the frame can be that thin)."""
+    rows = [{"image_id": int(image_id), "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
              "score": round(s, 5)} for (x1, y1, x2, y2), s in zip(boxes.tolist(), scores.tolist())]
+    return [r for r in rows if r["bbox"][2] > 0 and r["bbox"][3] > 0]
 
 
 def read(path, image_ids) -> dict[int, torch.Tensor]:
     """{image id: (N, 4) x1 y1 x2 y2 boxes, highest score first} for each of `image_ids` from a proposals file.
-    Refused in one line naming the file: not such a file, an entry without image_id/bbox/score or with a box of no
-    area, or an image of `image_ids` without any proposal (the file is another split's). Other images are left."""
+    Refused in one line naming the file: not such a file, an entry without image_id/bbox/score or with a value
+    that is not finite, or an image of `image_ids` without any proposal (the file is another split's). Boxes of no
+    area (width or height <= 0) are skipped, as COCO skips such annotations, and counted on stderr. Other images
+    are left."""
     try:
         rows = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
@@ -68,15 +73,22 @@ def read(path, image_ids) -> dict[int, torch.Tensor]:
         raise ModelError(f"{path}: a proposals file is a JSON list of {{image_id, bbox, score}}")
     wanted = {int(i) for i in image_ids}
     table: dict[int, list] = {i: [] for i in wanted}
+    degenerate = []
     for n, row in enumerate(rows):
         try:
-            image_id, (x, y, w, h), score = int(row["image_id"]), row["bbox"], float(row["score"])
+            image_id, score = int(row["image_id"]), float(row["score"])
+            x, y, w, h = (float(v) for v in row["bbox"])
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"{path}: entry {n} is not {{image_id, bbox: [x, y, w, h], score}} ({e})") from None
-        if not (w > 0 and h > 0 and math.isfinite(x + y + w + h + score)):
-            raise ModelError(f"{path}: entry {n} (image {image_id}) has the box {[x, y, w, h]}: no area")
-        if image_id in table:
+        if not math.isfinite(x + y + w + h + score):
+            raise ModelError(f"{path}: entry {n} (image {image_id}) is not finite: bbox {[x, y, w, h]}, score {score}")
+        if not (w > 0 and h > 0):
+            degenerate.append(n)
+        elif image_id in table:
             table[image_id].append((score, [x, y, x + w, y + h]))
+    if degenerate:
+        print(f"{path}: skipped {len(degenerate)} proposals without area (entry {degenerate[0]} first)",
+              file=sys.stderr)
     missing = sorted(i for i, found in table.items() if not found)
     if missing:
         raise ModelError(f"{path}: no proposals for image {missing[0]} ({len(missing)} of {len(wanted)} images "
