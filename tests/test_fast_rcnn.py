@@ -124,8 +124,12 @@ def test_fast_rcnn_trains_on_the_proposals_and_scores_an_image_by_its_id(scenes)
         by_id = detection.infer(model, x, [ids[0]])[0]
         given = detection.infer(model, x, [{"proposals": model.proposals[ids[0]]}])[0]
     assert by_id.keys() == {"boxes", "labels", "scores"} and torch.equal(by_id["boxes"], given["boxes"])
-    with pytest.raises(ModelError, match=r"^Fast R-CNN: no proposals for image 999 \(give the eval set's proposals"):
+    with pytest.raises(ModelError, match=r"^Fast R-CNN: no proposals for image 999 \(give the set's proposals file"):
         detection.infer(model, x, [999])
+    model.train()  # a training target without proposals (none were given) names no image
+    with pytest.raises(ModelError, match=r"^Fast R-CNN: no proposals for image None"):
+        model(list(images.float() / 255), [{k: v for k, v in t.items() if k != "proposals"} for t in targets])
+    model.eval()
     with pytest.raises(ModelError, match="give each image's target"):
         model(x)
     assert set(detection.ttac_target(model, torch.rand(1, 3, SIZE, SIZE))) == {"0", "1", "2", "pool"}

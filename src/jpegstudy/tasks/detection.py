@@ -65,10 +65,11 @@ class FastRCNN(torch.nn.Module):
     def boxes_of(self, target: dict) -> torch.Tensor:
         if "proposals" in target:
             return target["proposals"]
-        image_id = int(target["image_id"])
-        if self.proposals is None or image_id not in self.proposals:
-            raise ModelError(f"Fast R-CNN: no proposals for image {image_id} (give the eval set's proposals file)")
-        return self.proposals[image_id][:TEST_PROPOSALS]
+        image_id = target.get("image_id")
+        if self.proposals is None or image_id is None or int(image_id) not in self.proposals:
+            raise ModelError(f"Fast R-CNN: no proposals for image {image_id} (give the set's proposals file: "
+                             "--proposals)")
+        return self.proposals[int(image_id)][:TEST_PROPOSALS]
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
         if targets is None:
