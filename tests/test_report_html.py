@@ -339,13 +339,17 @@ def test_report_renders_its_figures_in_a_browser(report, tmp_path):
         assert {"Workflow", "Statistics", "About"} <= set(state["menu"]), state
         if len(report["categories"]) > 1:
             assert set(report["categories"]) <= set(state["menu"]), state
-        blank = browser.screenshot(tmp_path / "start.png")
+        blanks = {VIEWPORT: browser.screenshot(tmp_path / "start.png")}
 
         for target in figures + tables:  # one after the other in the app, going home in between, as a reader does
             name = Path(target).name
             if target in figures:
                 figure = figure_pixels(report["workdir"] / target)
                 viewport = viewport_for((figure.shape[1], figure.shape[0]))
+                if viewport not in blanks:  # the start page as wide as this figure's viewport, to compare with
+                    browser.open(page, viewport)
+                    browser.evaluate(DRIVER % "null")
+                    blanks[viewport] = browser.screenshot(tmp_path / f"start-{viewport[0]}x{viewport[1]}.png")
             else:  # the table as a browser paints the file on its own, as wide as the report's content pane
                 viewport = VIEWPORT
                 alone = tmp_path / name / "table.html"
@@ -366,6 +370,7 @@ def test_report_renders_its_figures_in_a_browser(report, tmp_path):
 
             where = find_figure(shot, figure)
             assert where is not None, f"{target} is not on screen: see {tmp_path / name}.png"
+            blank = blanks[viewport]
             assert find_figure(blank, figure) is None, target
             if kind == "img":  # the figure's own colours (lines, markers) are on screen where the start page lacks them
                 (y, x), (h, w) = where, figure.shape[:2]
