@@ -31,13 +31,11 @@ def run_snakemake(workdir, *args, config=None, quiet=True):
 
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory):
-    """config/smoke.yaml run twice, each in a fresh folder (shared by every test module: it takes minutes). The
-    second run, which tests compare with the first byte for byte, leaves out what is made of timings (throughput)
-    and the study PDF built from them: no test reads those twice."""
+    """config/smoke.yaml run twice, each in a fresh folder (shared by every test module: it takes minutes)."""
     runs = []
-    for name, extra in (("first", ()), ("second", ("--omit-from", "throughput", "study_pdf"))):
+    for name in ("first", "second"):
         workdir = tmp_path_factory.mktemp(name)
-        result = run_snakemake(workdir, *extra)
+        result = run_snakemake(workdir)
         assert result.returncode == 0, result.stderr[-3000:]
         runs.append(workdir)
     return runs
