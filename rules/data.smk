@@ -44,6 +44,49 @@ rule prepare_embedded_coco:
         " --images {params.images} --size {params.size} --seed {params.seed} --out {output.manifest} > {log} 2>&1"
 
 
+rule prepare_embedded_ade20k:
+    output:
+        manifest=paths.manifest("{dataset}", "{split}"),
+    wildcard_constraints:
+        dataset=wildcard_names(config["datasets"], kind="embedded_ade20k"),
+        split="train|val",
+    params:
+        size=lambda w: config["datasets"][w.dataset]["image_size"],
+        images=lambda w: config["datasets"][w.dataset][f"{w.split}_images"],
+        seed=config["seed"],
+    conda:
+        ENV
+    log:
+        paths.log("data", "{dataset}-{split}"),
+    message:
+        "Generating the {wildcards.split} scenes of the embedded segmentation dataset {wildcards.dataset} (ADE20K"
+        " layout)"
+    shell:
+        "jpegstudy prepare-embedded-ade20k --dataset {wildcards.dataset} --split {wildcards.split}"
+        " --images {params.images} --size {params.size} --seed {params.seed} --out {output.manifest} > {log} 2>&1"
+
+
+rule prepare_ade20k:
+    output:
+        manifest=paths.manifest("{dataset}", "{split}"),
+    wildcard_constraints:
+        dataset=wildcard_names(config["datasets"], kind="ade20k"),
+        split="val|train",
+    params:
+        root=lambda w: config["datasets"][w.dataset]["root"],
+        check=lambda w: "" if config["datasets"][w.dataset]["check_images"] else "--no-check",
+    threads: lambda w: config["datasets"][w.dataset]["workers"]
+    conda:
+        ENV
+    log:
+        paths.log("data", "{dataset}-{split}"),
+    message:
+        "Listing {params.root} as the {wildcards.split} split of {wildcards.dataset} (ADE20K layout, in place)"
+    shell:
+        "jpegstudy prepare-ade20k --dataset {wildcards.dataset} --root {params.root:q} --split {wildcards.split}"
+        " {params.check} --workers {threads} --out {output.manifest} > {log} 2>&1"
+
+
 rule prepare_coco:
     input:
         annotations=lambda w: config["datasets"][w.dataset][f"{w.split}_annotations"],

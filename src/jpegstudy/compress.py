@@ -30,16 +30,17 @@ def _compress_one(args: tuple[Path, str | None, Path, int]) -> str:
 
 
 def _annotations(src: manifests.Manifest, out_dir: Path) -> dict:
-    """A COCO split's annotation reference (data/coco.py), carried to its compressed copies, whose ground truth is
-    the original's. A relative path is rebased onto the copy's folder, so results/ stays movable."""
+    """A COCO or ADE20K split's annotation reference (data/coco.py, data/ade20k.py), carried to its compressed
+    copies, whose ground truth is the original's. Relative paths are rebased onto the copy's folder, so results/
+    stays movable."""
     if "annotations" not in src.source:
         return {}
     out = {k: src.source[k] for k in ("layout", "annotations", "annotations_sha256", "category_ids",
-                                      "degenerate_ann_ids") if k in src.source}
-    path = Path(src.source["annotations"])
-    if not path.is_absolute():
-        manifest_dir = src.location.parent if src.location is not None else Path(".")
-        out["annotations"] = os.path.relpath(manifest_dir / path, out_dir)
+                                      "degenerate_ann_ids", "class_file") if k in src.source}
+    manifest_dir = src.location.parent if src.location is not None else Path(".")
+    for key in ("annotations", "class_file"):
+        if key in out and not Path(out[key]).is_absolute():
+            out[key] = os.path.relpath(manifest_dir / out[key], out_dir)
     return out
 
 

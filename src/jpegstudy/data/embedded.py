@@ -307,3 +307,105 @@ def write_coco_split(out_dir: str | Path, split: str, n_images: int, size: int, 
     m = coco.manifest(out_dir / split, json_path, split, dataset, relative_to=manifest_dir or out_dir)
     m.source.update(generator="jpegstudy.data.embedded", seed=seed, size=size, n_images=n_images)
     return m
+
+
+# --- semantic segmentation scenes (ADE20K layout) ------------------------------------------------------------------
+# The background is split by straight boundaries into 2-3 regions of "stuff", each a texture class on a random
+# colour (colour says nothing of the class). Two of the four textures live in fine detail that low JPEG qualities
+# quantize away (stripes of 3-4 px periods, speckle in the grain band), so Q=10 confuses them with plain and
+# checkered stuff, as it confuses grainy and smooth objects.
+STUFF = ("plain", "striped", "speckled", "checkered")
+SEGMENTATION_CLASSES = [f"{s}-stuff" for s in STUFF] + CATEGORIES  # label i + 1; 0 is "other", never scored
+EDGE = (0.25, 0.75)  # an object pixel half-covered (anti-aliased edge) is labelled 0, "other", as ADE leaves edges
+
+
+def _stuff(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
+    """A stuff region's colour and texture over the whole frame: float 3xHxW."""
+    base = rng.uniform(60, 190, size=3)
+    soft = rng.uniform(6, 12) * pink_noise(rng, size)  # every surface has some low-frequency unevenness
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    angle = rng.uniform(0, math.pi)
+    along = x * math.cos(angle) + y * math.sin(angle)
+    if kind == "striped":
+        pattern = 30 * np.sin(2 * math.pi * along / rng.uniform(3.0, 4.0) + rng.uniform(0, 2 * math.pi))
+    elif kind == "speckled":
+        pattern = rng.uniform(*GRAIN_STD) * band_noise(rng, size, FINE_BAND)
+    elif kind == "checkered":
+        period = rng.uniform(12, 16)
+        across = -x * math.sin(angle) + y * math.cos(angle)
+        pattern = 22 * np.sign(np.sin(2 * math.pi * along / period) * np.sin(2 * math.pi * across / period))
+    else:
+        pattern = np.zeros((size, size))
+    return base[:, None, None] + soft + pattern[None]
+
+
+def _regions(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Region index (0..n-1) of every pixel: one random line splits the frame, and one side is split once more
+    with probability 1/2."""
+    y, x = np.mgrid[0:size, 0:size] + 0.5
+
+    def side(inside: np.ndarray) -> np.ndarray:
+        cx, cy = rng.uniform(0.3 * size, 0.7 * size, size=2)
+        angle = rng.uniform(0, math.pi)
+        return inside & ((x - cx) * math.sin(angle) - (y - cy) * math.cos(angle) > 0)
+
+    regions = side(np.ones((size, size), bool)).astype(np.int64)
+    if rng.uniform() < 0.5:
+        regions[side(regions == 1)] = 2
+    return regions
+
+
+def make_segmentation_scene(rng: np.random.Generator, size: int, objects: tuple[int, int] = (1, 3),
+                            radius: tuple[float, float] = (0.14, 0.3)) -> tuple[np.ndarray, np.ndarray]:
+    """(image uint8 HxWx3, label map uint8 HxW) of a scene of stuff regions and objects (make_detection_scene's
+    objects); labels index SEGMENTATION_CLASSES + 1, 0 on objects' anti-aliased edges."""
+    regions = _regions(rng, size)
+    kinds = rng.permutation(len(STUFF))[:regions.max() + 1]
+    background = np.zeros((3, size, size))
+    label = np.zeros((size, size), np.uint8)
+    for region, kind in enumerate(kinds):
+        inside = regions == region
+        background[:, inside] = _stuff(rng, STUFF[kind], size)[:, inside]
+        label[inside] = kind + 1
+    layers = []
+    for _ in range(rng.integers(objects[0], objects[1] + 1)):
+        category = int(rng.integers(len(CATEGORIES)))
+        cx, cy = rng.uniform(0.15 * size, 0.85 * size, size=2)
+        mask, foreground = _render_object(rng, category, size, cx, cy, rng.uniform(*radius) * size)
+        layers.append((category, mask, foreground))
+    if layers:
+        visible = _visible([mask for _, mask, _ in layers])
+        for (category, _, _), v, covered in zip(layers, visible, _claimed(visible)):
+            label[covered] = len(STUFF) + category + 1
+        edge = (sum(visible) > EDGE[0]) & (sum(visible) < EDGE[1])
+        label[edge] = 0
+    return _composite(background, [(m, f) for _, m, f in layers]), label
+
+
+def segmentation_seed(seed: int, split: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"segmentation/{seed}/{split}".encode()).digest()[:8], "little")
+
+
+def write_ade_split(out_dir: str | Path, split: str, n_images: int, size: int, seed: int, dataset: str = "embedded",
+                    manifest_dir: str | Path | None = None) -> Manifest:
+    """Write a segmentation split in ADE20K's layout (data/ade20k.py) and return ade20k.manifest() of it:
+    out_dir/images/{training,validation}/ADE_{train,val}_{n:08d}.png (lossless: the uncompressed original),
+    out_dir/annotations/.../*.png label maps and out_dir/objectInfo150.txt with SEGMENTATION_CLASSES."""
+    from jpegstudy.data import ade20k
+
+    out_dir = Path(out_dir)
+    folder = ade20k.SPLITS[split]
+    short = {"training": "train", "validation": "val"}[folder]
+    rng = np.random.default_rng(segmentation_seed(seed, split))
+    for kind in ("images", "annotations"):
+        (out_dir / kind / folder).mkdir(parents=True, exist_ok=True)
+    for n in range(1, n_images + 1):
+        image, label = make_segmentation_scene(rng, size)
+        name = f"ADE_{short}_{n:08d}.png"
+        for kind, array in (("images", image), ("annotations", label)):
+            with atomic.output_path(out_dir / kind / folder / name) as tmp:
+                Image.fromarray(array).save(tmp, format="PNG")
+    ade20k.write_classes(out_dir / ade20k.CLASS_FILE, SEGMENTATION_CLASSES)
+    m = ade20k.manifest(out_dir, split, dataset, relative_to=manifest_dir or out_dir)
+    m.source.update(generator="jpegstudy.data.embedded", seed=seed, size=size, n_images=n_images)
+    return m

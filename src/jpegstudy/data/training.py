@@ -73,6 +73,29 @@ class DetectionTrainingImages(torch.utils.data.Dataset):
         return image.as_subclass(torch.Tensor), out
 
 
+class SegmentationTrainingImages(torch.utils.data.Dataset):
+    """(uint8 (3, H, W) image, int64 (H, W) label map) of an ADE20K-layout split, flipped at random together; with
+    `crop`, resized to crop x crop first (the label map by nearest neighbour: transforms.v2 does so for a Mask)."""
+
+    def __init__(self, manifest: Manifest, crop: int | None = None):
+        from jpegstudy.data import ade20k
+
+        self.manifest = manifest
+        self.load_label = ade20k.load_label
+        steps = [v2.Resize((crop, crop))] if crop is not None else []
+        self.transform = v2.Compose([*steps, v2.RandomHorizontalFlip()])
+
+    def __len__(self) -> int:
+        return len(self.manifest.images)
+
+    def __getitem__(self, i: int):
+        entry = self.manifest.images[i]
+        image = T.functional.pil_to_tensor(load_rgb(self.manifest.path_of(i), entry.get("sha256")))
+        label = tv_tensors.Mask(torch.from_numpy(self.load_label(self.manifest, entry)).long())
+        image, label = self.transform(tv_tensors.Image(image), label)
+        return image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor)
+
+
 def _stack_detection(items):
     """(images stacked, their targets as a list): the correctors and the JPEG round trip take one tensor."""
     sizes = {tuple(image.shape) for image, _ in items}
@@ -83,9 +106,12 @@ def _stack_detection(items):
 
 
 def training_set(manifest: Manifest, crop: int | None = None, proposals: dict | None = None):
-    """The training items of a split, by its layout: COCO's (detection targets) or a classification split's."""
+    """The training items of a split, by its layout: COCO's (detection targets), ADE20K's (label maps) or a
+    classification split's."""
     if manifest.source.get("layout") == "coco":
         return DetectionTrainingImages(manifest, crop, proposals), _stack_detection
+    if manifest.source.get("layout") == "ade20k":
+        return SegmentationTrainingImages(manifest, crop), None
     return TrainingImages(manifest, crop), None
 
 
