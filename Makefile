@@ -3,6 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 CORES ?= all
 BIN := $(VENV)/bin
+MIT_SEMSEG := mit-semseg==1.0.0
 # Rules call the `jpegstudy` command, so the venv's bin comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -10,9 +11,12 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[test]'
+	# CSAIL's mit-semseg without its requirements: its models need none beyond ours, and its opencv-python would
+	# overwrite opencv-python-headless's cv2 with a build that needs libGL (segmentation imports mit_semseg.models).
+	$(BIN)/pip install --quiet --no-deps $(MIT_SEMSEG)
 	touch $@
 
 # Before anything runs: the system packages (TeX, latexmk, tcmalloc, ...) installed, or one line saying which.

@@ -149,3 +149,66 @@ if "detection" in config:
         shell:
             "jpegstudy resolve-detector --arch {params.arch} --weights {params.weights:q}"
             " --classes-from {input.classes} --out {output.model} > {log} 2>&1"
+
+
+if "segmentation" in config:
+    SEG = config["segmentation"]
+
+    rule train_segmenter:
+        input:
+            train=paths.manifest(SEG["dataset"], "train"),
+            backbone=lambda w: paths.reference("classification", SEG["models"][w.model]["backbone"]),
+        output:
+            model=paths.reference("segmentation", "{model}"),
+        wildcard_constraints:
+            model=wildcard_names(SEG["models"], weights="train"),
+        params:
+            encoder=lambda w: SEG["models"][w.model]["encoder"],
+            decoder=lambda w: SEG["models"][w.model]["decoder"],
+            train=lambda w: as_json(
+                {
+                    **SEG["models"][w.model]["train"],
+                    "seed": config["seed"],
+                    "image_size": config["datasets"][SEG["dataset"]]["image_size"],
+                }
+            ),
+            device=config["device"],
+        threads: config["threads"]
+        resources:
+            mem_mb=3000,
+        conda:
+            ENV
+        log:
+            paths.log("models", "segmentation-{model}"),
+        benchmark:
+            paths.benchmark("models", "segmentation-{model}")
+        message:
+            "Training the segmenter {wildcards.model} ({params.encoder} + {params.decoder}) on {input.train}, its"
+            " encoder from {input.backbone}"
+        shell:
+            "jpegstudy train-segmenter --encoder {params.encoder} --decoder {params.decoder}"
+            " --backbone {input.backbone} --train {input.train} --params {params.train:q} --threads {threads}"
+            " --device {params.device} --out {output.model} > {log} 2>&1"
+
+    rule resolve_segmenter:
+        input:
+            classes=paths.manifest(SEG["dataset"], "val"),
+            encoder=lambda w: SEG["models"][w.model]["weights"]["encoder"],
+            decoder=lambda w: SEG["models"][w.model]["weights"]["decoder"],
+        output:
+            model=paths.reference("segmentation", "{model}"),
+        wildcard_constraints:
+            model=wildcard_names({n: m for n, m in SEG["models"].items() if m["weights"] != "train"}),
+        params:
+            encoder=lambda w: SEG["models"][w.model]["encoder"],
+            decoder=lambda w: SEG["models"][w.model]["decoder"],
+        conda:
+            ENV
+        log:
+            paths.log("models", "segmentation-{model}"),
+        message:
+            "Loading CSAIL's {params.encoder} + {params.decoder} weights for the segmenter {wildcards.model}"
+        shell:
+            "jpegstudy resolve-segmenter --encoder {params.encoder} --decoder {params.decoder}"
+            " --encoder-weights {input.encoder:q} --decoder-weights {input.decoder:q} --classes-from {input.classes}"
+            " --out {output.model} > {log} 2>&1"

@@ -33,7 +33,9 @@ SUMMARY_METRICS = [
 ]
 THROUGHPUT = expand(paths.throughput("classification", "{model}"), model=list(REPORT_MITIGATIONS))
 # Appendix E's table and figure: every task's models.
-ALL_THROUGHPUT = THROUGHPUT + [paths.throughput("detection", m) for m in config.get("detection", {}).get("models", {})]
+ALL_THROUGHPUT = THROUGHPUT + [
+    paths.throughput(task, m) for task in ("detection", "segmentation") for m in config.get(task, {}).get("models", {})
+]
 # Plotting options; the figures with drops also get the bootstrap settings of their bands.
 FIGURE = as_json(config["report"]["figure"])
 FIGURE_WITH_BANDS = as_json(
@@ -60,10 +62,10 @@ if {"finetune", "ttac"} <= REPORT_WANTED:
     REPORT_TARGETS += expand(paths.figure("summary_classification", "{ext}"), ext=["pdf", "png"])
 if "ac_comparison" in REPORT_WANTED:
     REPORT_TARGETS.append(paths.table("ac_comparison"))
-DETECTION_TABLES = dag.detection_tables(config)
-REPORT_TARGETS += [paths.table(name) for name in DETECTION_TABLES]
-DETECTION_FIGURES = dag.detection_figures(config)
-REPORT_TARGETS += [paths.figure(name, ext) for name in DETECTION_FIGURES for ext in ("pdf", "png")]
+TASK_TABLES = dag.task_tables(config)
+REPORT_TARGETS += [paths.table(name) for name in TASK_TABLES]
+TASK_FIGURES = dag.task_figures(config)
+REPORT_TARGETS += [paths.figure(name, ext) for name in TASK_FIGURES for ext in ("pdf", "png")]
 REPORT_TARGETS += [paths.table("reference"), paths.table("throughput")]
 if "detection" in config:
     REPORT_TARGETS.append(paths.table("reference_detection"))
@@ -131,24 +133,24 @@ rule table_classification_top5:
         " --html {output.html} > {log} 2>&1"
 
 
-rule table_detection:
+rule table_task:
     input:
-        metrics=lambda w: DETECTION_TABLES[w.name][1],
+        metrics=lambda w: TASK_TABLES[w.name][1],
         template=template("classification_table.tex.j2"),
     output:
         table=paths.table("{name}"),
-        html=dag.table_page("{name}", "detection_table"),
+        html=dag.table_page("{name}", "task_table"),
     wildcard_constraints:
-        name="|".join(DETECTION_TABLES) or "(?!)",
+        name="|".join(TASK_TABLES) or "(?!)",
     params:
-        field=lambda w: DETECTION_TABLES[w.name][0],
+        field=lambda w: TASK_TABLES[w.name][0],
         table=as_json({"intervals": config["report"]["intervals"]}),
     conda:
         ENV
     log:
         paths.log("report", "table-{name}"),
     message:
-        "Writing the {wildcards.name} table ({params.field}, every detector and mitigation)"
+        "Writing the {wildcards.name} table ({params.field}, every model and mitigation)"
     shell:
         "jpegstudy table {input.metrics} --field {params.field} --params {params.table:q} --out {output.table}"
         " --html {output.html} > {log} 2>&1"
@@ -263,20 +265,20 @@ rule figure_drop_classification:
         "jpegstudy figure {input.metrics} --params {params.figure:q} --out {output.pdf} {output.png} > {log} 2>&1"
 
 
-rule figure_detection:
+rule figure_task:
     input:
-        metrics=lambda w: DETECTION_FIGURES[w.name][1],
+        metrics=lambda w: TASK_FIGURES[w.name][2],
     output:
         pdf=paths.figure("{name}", "pdf"),
-        png=dag.figure_png("{name}", "detection_figure", "Figures"),
+        png=dag.figure_png("{name}", "task_figure", "Figures"),
     wildcard_constraints:
-        name="|".join(DETECTION_FIGURES) or "(?!)",
+        name="|".join(TASK_FIGURES) or "(?!)",
     params:
-        kind=lambda w: DETECTION_FIGURES[w.name][0],
-        figure=as_json(
+        kind=lambda w: TASK_FIGURES[w.name][0],
+        figure=lambda w: as_json(
             {
                 **config["report"]["figure"],
-                "field": "map",
+                "field": TASK_FIGURES[w.name][1],
                 "confidence": {**config["confidence"], "seed": config["seed"]},
             }
         ),
@@ -285,7 +287,7 @@ rule figure_detection:
     log:
         paths.log("report", "figure-{name}"),
     message:
-        "Plotting {wildcards.name}: box mAP against JPEG quality (Figure 3 or 4, detection)"
+        "Plotting {wildcards.name} against JPEG quality (Figure 3 or 4)"
     shell:
         "jpegstudy figure --kind {params.kind} {input.metrics} --params {params.figure:q}"
         " --out {output.pdf} {output.png} > {log} 2>&1"
@@ -393,7 +395,8 @@ rule figure_throughput_classification:
 rule study_pdf:
     input:
         pieces=list(STUDY_PIECES.values()),
-        metrics=ALL_METRICS + ALL_THROUGHPUT + dag.task_metrics(config, "detection"),
+        metrics=ALL_METRICS + ALL_THROUGHPUT + dag.task_metrics(config, "detection")
+        + dag.task_metrics(config, "segmentation"),
         template=template("study.tex.j2"),
     output:
         pdf=report(paths.study_pdf(), caption="captions/study_pdf.rst", category="Study PDF"),

@@ -37,6 +37,25 @@ def cmd_prepare_embedded_coco(a) -> None:
     print(f"{out}: {len(manifest.images)} scenes of {len(manifest.classes)} object categories")
 
 
+def cmd_prepare_embedded_ade20k(a) -> None:
+    from jpegstudy import atomic
+    from jpegstudy.data import embedded
+
+    out = Path(a.out)  # .../{split}/manifest.json; the images, label maps and class list go beside it
+    with atomic.output_dir(out.parent) as tmp:
+        manifest = embedded.write_ade_split(tmp, a.split, a.images, a.size, a.seed, dataset=a.dataset)
+        manifest.write(tmp / out.name)
+    print(f"{out}: {len(manifest.images)} scenes labelled with {len(manifest.classes)} classes")
+
+
+def cmd_prepare_ade20k(a) -> None:
+    from jpegstudy.data import ade20k
+
+    manifest = ade20k.manifest(a.root, a.split, dataset=a.dataset, check=not a.no_check, workers=a.workers)
+    manifest.write(a.out)
+    print(f"{a.out}: {len(manifest.images)} images of {a.root} ({manifest.split}), {len(manifest.classes)} classes")
+
+
 def cmd_prepare_coco(a) -> None:
     from jpegstudy.data import coco
 
@@ -86,7 +105,7 @@ def cmd_train_detector(a) -> None:
 
     from jpegstudy.data import manifest as manifests
     from jpegstudy.tasks import classification, detection, proposals
-    from jpegstudy.train import detector, loop
+    from jpegstudy.train import loop, task_model
 
     torch.set_num_threads(a.threads)
     p = _json(a.params)
@@ -102,13 +121,51 @@ def cmd_train_detector(a) -> None:
                          f"its own ({a.arch}, proposals {a.proposals})")
     if a.proposals:
         model.proposals = proposals.read(a.proposals, [e["id"] for e in train.images])
-    model = detector.train(model, a.arch, train, out=a.out, epochs=p["epochs"], batch_size=p["batch_size"],
-                           lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"], device=a.device)
+    model = task_model.train(model, "detection", a.arch, train, out=a.out, epochs=p["epochs"],
+                             batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"],
+                             device=a.device)
     backbone_fields = {k: backbone[k] for k in ("arch", "build_kwargs", "classes") if k in backbone}
     detection.save_reference(a.out, arch=a.arch, classes=train.classes, image_size=size, transform={},
                              source=f"train (backbone {a.backbone})", state_dict=model.state_dict(),
                              backbone=backbone_fields)
     loop.finish(a.out)
+
+
+def cmd_train_segmenter(a) -> None:
+    import torch
+
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import classification, segmentation
+    from jpegstudy.train import loop, task_model
+
+    torch.set_num_threads(a.threads)
+    p = _json(a.params)
+    train = manifests.read(a.train)
+    if train.source.get("layout") != "ade20k":
+        raise ValueError(f"{a.train}: not an ADE20K-layout split (no label maps); a segmenter trains on them")
+    classifier, backbone = classification.load_reference(a.backbone)
+    torch.manual_seed(p["seed"])  # the decoder's initial weights: two runs must give the same segmenter
+    model = segmentation.build(a.encoder, a.decoder, len(train.classes), classifier)
+    model = task_model.train(model, "segmentation", f"{a.encoder}+{a.decoder}", train, out=a.out, epochs=p["epochs"],
+                             batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"],
+                             device=a.device)
+    backbone_fields = {k: backbone[k] for k in ("arch", "build_kwargs", "classes") if k in backbone}
+    segmentation.save_reference(a.out, encoder=a.encoder, decoder=a.decoder, classes=train.classes,
+                                image_size=p["image_size"], source=f"train (encoder from {a.backbone})",
+                                state_dict=model.state_dict(), backbone=backbone_fields)
+    loop.finish(a.out)
+
+
+def cmd_resolve_segmenter(a) -> None:
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import segmentation, segmentation_models
+
+    classes = manifests.read(a.classes_from).classes
+    model = segmentation.build(a.encoder, a.decoder, len(classes))
+    segmentation_models.load_csail(model, a.encoder_weights, a.decoder_weights)
+    segmentation.save_reference(a.out, encoder=a.encoder, decoder=a.decoder, classes=classes, image_size=None,
+                                source=f"{a.encoder_weights} + {a.decoder_weights}", state_dict=model.state_dict())
+    print(f"{a.out}: {a.encoder} + {a.decoder} from {a.encoder_weights} and {a.decoder_weights}")
 
 
 def cmd_propose(a) -> None:
@@ -442,6 +499,26 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="the manifest to write; images and annotations go in its folder")
     s.set_defaults(func=cmd_prepare_embedded_coco)
 
+    s = sub.add_parser("prepare-embedded-ade20k",
+                       help="generate one split of the embedded segmentation scenes (ADE20K layout)")
+    s.add_argument("--dataset", default="parsing", help="the dataset's name in config")
+    s.add_argument("--split", required=True, choices=["train", "val"])
+    s.add_argument("--images", type=int, required=True, help="scenes to generate")
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="the manifest to write; the ADE20K layout goes in its folder")
+    s.set_defaults(func=cmd_prepare_embedded_ade20k)
+
+    s = sub.add_parser("prepare-ade20k", help="reference an ADEChallengeData2016 split in place")
+    s.add_argument("--dataset", default="ade20k", help="the dataset's name in config")
+    s.add_argument("--root", required=True, help="the ADEChallengeData2016 folder (images/, annotations/, "
+                   "objectInfo150.txt)")
+    s.add_argument("--split", required=True, choices=["train", "val"])
+    s.add_argument("--no-check", action="store_true", help="do not decode every image and label map while listing")
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare_ade20k)
+
     s = sub.add_parser("prepare-coco", help="reference a COCO-layout split (images + instances json) in place")
     s.add_argument("--dataset", default="coco", help="the dataset's name in config")
     s.add_argument("--images", required=True, help="the split's image folder")
@@ -488,6 +565,26 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train_detector)
+
+    s = sub.add_parser("train-segmenter", help="train an embedded segmenter on an ADE20K-layout training split")
+    s.add_argument("--encoder", required=True, choices=["resnet18dilated", "mobilenetv2dilated"])
+    s.add_argument("--decoder", required=True, help="a mit-semseg decoder: c1, c1_deepsup, ppm, ppm_deepsup, ...")
+    s.add_argument("--backbone", required=True, help="the reference file of the classifier whose weights start it")
+    s.add_argument("--train", required=True, help="the training split's manifest")
+    s.add_argument("--params", required=True, help="JSON: epochs, batch_size, lr, weight_decay, seed, image_size")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_train_segmenter)
+
+    s = sub.add_parser("resolve-segmenter", help="a reference file of CSAIL's ADE20K encoder/decoder checkpoints")
+    s.add_argument("--encoder", required=True)
+    s.add_argument("--decoder", required=True)
+    s.add_argument("--encoder-weights", required=True, help="CSAIL's encoder_epoch_N.pth")
+    s.add_argument("--decoder-weights", required=True, help="CSAIL's decoder_epoch_N.pth")
+    s.add_argument("--classes-from", required=True, help="a manifest of the dataset (its 150 ADE20K classes)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_resolve_segmenter)
 
     s = sub.add_parser("propose", help="a Faster/Mask R-CNN's RPN proposals on a COCO-layout split (Fast R-CNN's)")
     s.add_argument("--reference", required=True, help="the reference file of the detector whose RPN proposes")
@@ -606,7 +703,7 @@ def parser() -> argparse.ArgumentParser:
                    help="classification: every model and mitigation (appendix D.2); ac-comparison: Table 1; "
                         "transfer: own against transferred TTAC correctors (Table 5); reference: clean results "
                         "beside torchvision's (D.3); throughput: images/s (E)")
-    s.add_argument("--field", default="top1", choices=["top1", "top5", "map", "mask_ap"])
+    s.add_argument("--field", default="top1", choices=["top1", "top5", "map", "mask_ap", "miou", "pixel_acc"])
     s.add_argument("--params", default="", help="JSON; classification: intervals (bool); ac-comparison: qualities")
     s.add_argument("--out", required=True, help="the LaTeX table (.tex)")
     s.add_argument("--html", help="also its HTML page (for snakemake's report), each number's ref kept")

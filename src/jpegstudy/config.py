@@ -73,9 +73,11 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
 def check_semantics(config: dict) -> None:
     """What the schema cannot say; expects the defaults filled in."""
     for name, ds in config["datasets"].items():
-        for key in ("val", "train", "ground_truth", "val_annotations", "train_annotations"):
+        for key in ("val", "train", "ground_truth", "val_annotations", "train_annotations", "root"):
             if ds.get(key) and not Path(ds[key]).exists():
                 raise ConfigError(f"config datasets.{name}.{key}: {ds[key]} does not exist")
+        if ds["kind"] == "ade20k" and not ds.get("root"):
+            raise ConfigError(f"config datasets.{name}.root: an ade20k dataset needs its ADEChallengeData2016 folder")
     cls = config["classification"]
     if cls["dataset"] not in config["datasets"]:
         raise ConfigError(f"config classification.dataset: {cls['dataset']!r} is not one of datasets "
@@ -88,6 +90,8 @@ def check_semantics(config: dict) -> None:
         check_model(name, model, config["datasets"][cls["dataset"]], cls["dataset"])
     if "detection" in config:
         check_detection(config)
+    if "segmentation" in config:
+        check_segmentation(config)
     check_mitigations(config)
 
 
@@ -133,6 +137,45 @@ def check_detection(config: dict) -> None:
                               f"({', '.join(classifiers)})")
         if parse_arch(classifiers[backbone].get("arch", backbone)).name not in RESNETS:
             raise ConfigError(f"{key}.backbone: {backbone!r} is not a ResNet (the FPN takes layer2-layer4)")
+
+
+SEGMENTATION_KINDS = ("embedded_ade20k", "ade20k")
+EMBEDDED_ENCODERS = {"resnet18dilated": "resnet18", "mobilenetv2dilated": "mobilenet_v2"}  # -> the classifier arch
+
+
+def check_segmentation(config: dict) -> None:
+    """The segmentation section's references: its dataset's kind, each segmenter's backbone classifier or CSAIL
+    files."""
+    seg, classifiers = config["segmentation"], config["classification"]["models"]
+    if seg["dataset"] not in config["datasets"]:
+        raise ConfigError(f"config segmentation.dataset: {seg['dataset']!r} is not one of datasets "
+                          f"({', '.join(config['datasets'])})")
+    kind = config["datasets"][seg["dataset"]]["kind"]
+    if kind not in SEGMENTATION_KINDS:
+        raise ConfigError(f"config segmentation.dataset: {seg['dataset']!r} is a dataset of kind {kind}; segmenters "
+                          f"need one of kind {' or '.join(SEGMENTATION_KINDS)} (label maps)")
+    for name, model in seg["models"].items():
+        key = f"config segmentation.models.{name}"
+        weights = model["weights"]
+        if weights != "train":
+            for part in ("encoder", "decoder"):
+                if not Path(weights[part]).is_file():
+                    raise ConfigError(f"{key}.weights.{part}: {weights[part]} does not exist")
+            continue
+        if kind != "embedded_ade20k":
+            raise ConfigError(f"{key}.weights: 'train' is for embedded_ade20k datasets only; give CSAIL's "
+                              "{encoder: FILE, decoder: FILE}")
+        if model["encoder"] not in EMBEDDED_ENCODERS:
+            raise ConfigError(f"{key}.encoder: {model['encoder']} is not trained here (weights train: one of "
+                              f"{', '.join(EMBEDDED_ENCODERS)}); give CSAIL's files as weights")
+        backbone = model["backbone"]
+        if backbone not in classifiers:
+            raise ConfigError(f"{key}.backbone: {backbone!r} is not one of classification.models "
+                              f"({', '.join(classifiers)})")
+        arch = parse_arch(classifiers[backbone].get("arch", backbone)).name
+        if arch != EMBEDDED_ENCODERS[model["encoder"]]:
+            raise ConfigError(f"{key}.backbone: {backbone!r} is a {arch}; {model['encoder']} is made from a "
+                              f"{EMBEDDED_ENCODERS[model['encoder']]}")
 
 
 def _check_proposals(models: dict, name: str, arch: str) -> None:
@@ -262,7 +305,7 @@ def _check_train_split(config: dict, key: str, name: str, kinds: tuple[str, ...]
     if ds["kind"] not in kinds:
         raise ConfigError(f"config {key}: {name!r} is a dataset of kind {ds['kind']}; {task} trains on "
                           f"{' or '.join(kinds)} data")
-    if not ds["kind"].startswith("embedded") and not ds.get("train"):
+    if ds["kind"] in ("imagenet", "coco") and not ds.get("train"):
         raise ConfigError(f"config datasets.{name}.train: the mitigations train on {name}'s train split; give "
                           f"its folder, or leave {task}.mitigations empty")
     if ds["kind"] == "coco" and not ds.get("train_annotations"):
@@ -273,7 +316,8 @@ def _check_train_split(config: dict, key: str, name: str, kinds: tuple[str, ...]
 def check_mitigations(config: dict) -> None:
     """The mitigation keys that refer to other keys: models, datasets with a train split, files."""
     cls, correction = config["classification"], config["correction"]
-    kinds = {"classification": CLASSIFICATION_KINDS, "detection": DETECTION_KINDS}
+    kinds = {"classification": CLASSIFICATION_KINDS, "detection": DETECTION_KINDS,
+             "segmentation": SEGMENTATION_KINDS}
     for task in study_tasks(config):
         section = config[task]
         if not section["mitigations"]:

@@ -131,27 +131,32 @@ def task_metrics(config: dict, task: str, models=None, mitigations=None) -> list
             if models is None or model in models for m in ms if mitigations is None or m in mitigations]
 
 
-def detection_tables(config: dict) -> dict[str, tuple[str, list[str]]]:
-    """The detection tables (appendix D.2): {name: (field, metric files)}: box mAP of every detector, and mask mAP
-    of those with a mask head."""
-    if "detection" not in config:
-        return {}
-    models = config["detection"]["models"]
-    with_masks = [name for name, m in models.items() if m.get("arch", name) in MASK_DETECTORS]
-    tables = {"detection": ("map", task_metrics(config, "detection"))}
-    if with_masks:
-        tables["detection_mask"] = ("mask_ap", task_metrics(config, "detection", models=with_masks))
+# The headline field of each task beside classification, in the tables and figures of every model (Appendix D.2-3)
+TASK_FIELDS = {"detection": "map", "segmentation": "miou"}
+
+
+def task_tables(config: dict) -> dict[str, tuple[str, list[str]]]:
+    """The tables of the tasks beside classification (appendix D.2): {name: (field, metric files)}: box mAP of every
+    detector and mask mAP of those with a mask head; mIoU of every segmenter."""
+    tables = {task: (field, task_metrics(config, task)) for task, field in TASK_FIELDS.items() if task in config}
+    if "detection" in config:
+        models = config["detection"]["models"]
+        with_masks = [name for name, m in models.items() if m.get("arch", name) in MASK_DETECTORS]
+        if with_masks:
+            tables["detection_mask"] = ("mask_ap", task_metrics(config, "detection", models=with_masks))
     return tables
 
 
-def detection_figures(config: dict) -> dict[str, tuple[str, list[str]]]:
-    """The detection panels of Figures 3 and 4: {name: (figure kind, metric files)}."""
-    if "detection" not in config:
-        return {}
-    figures = {"drop_detection": ("drop", task_metrics(config, "detection", mitigations=("none",)))}
-    if set(config["detection"]["mitigations"]) & {"finetune", "offtheshelf", "ttac"}:
-        figures["mitigation_detection"] = ("mitigation", task_metrics(
-            config, "detection", mitigations=("none", "finetune", "offtheshelf", "ttac")))
+def task_figures(config: dict) -> dict[str, tuple[str, str, list[str]]]:
+    """The detection and segmentation panels of Figures 3 and 4: {name: (figure kind, field, metric files)}."""
+    figures = {}
+    for task, field in TASK_FIELDS.items():
+        if task not in config:
+            continue
+        figures[f"drop_{task}"] = ("drop", field, task_metrics(config, task, mitigations=("none",)))
+        if set(config[task]["mitigations"]) & {"finetune", "offtheshelf", "ttac"}:
+            figures[f"mitigation_{task}"] = ("mitigation", field, task_metrics(
+                config, task, mitigations=("none", "finetune", "offtheshelf", "ttac")))
     return figures
 
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-TASKS = {"classification": "jpegstudy.tasks.classification", "detection": "jpegstudy.tasks.detection"}
+TASKS = {"classification": "jpegstudy.tasks.classification", "detection": "jpegstudy.tasks.detection",
+         "segmentation": "jpegstudy.tasks.segmentation"}
 
 
 def get(name: str) -> ModuleType:

@@ -1,6 +1,7 @@
-"""Train an embedded detector (tasks/detection.build) on an embedded COCO-layout training split: the embedded
-study's stand-in for torchvision's COCO weights. Its backbone starts from an embedded classifier's weights, as the
-real detectors start from ImageNet weights; the images are the lossless originals, flipped at random.
+"""Train an embedded task model (a detector: tasks/detection.build; a segmenter: tasks/segmentation.build) on an
+embedded training split (COCO or ADE20K layout): the embedded study's stand-in for published COCO and ADE20K
+weights. Its backbone starts from an embedded classifier's weights, as the real ones start from ImageNet weights;
+the images are the lossless originals, flipped at random; the loss is the task's own (finetune_loss).
 
 AdamW with a one-cycle schedule (15 % warm-up): at 64 px, 400 scenes and 12 epochs Faster R-CNN reached 39.7 box
 mAP this way (benchmarks/detection_cpu.py). Resumable per epoch (train.loop); deterministic for a seed on CPU.
@@ -13,14 +14,15 @@ import torch
 from jpegstudy.data import training
 from jpegstudy.data.manifest import Manifest
 from jpegstudy.devices import pick_device
-from jpegstudy.tasks import detection
+from jpegstudy import tasks
 from jpegstudy.train import loop
 from jpegstudy.train.finetune import to_device
 
 
-def train(model: torch.nn.Module, arch: str, manifest: Manifest, *, out, epochs: int, batch_size: int, lr: float,
-          weight_decay: float, seed: int, device: str = "cpu") -> torch.nn.Module:
-    """The trained detector, on the CPU, in eval mode."""
+def train(model: torch.nn.Module, task: str, arch: str, manifest: Manifest, *, out, epochs: int, batch_size: int,
+          lr: float, weight_decay: float, seed: int, device: str = "cpu") -> torch.nn.Module:
+    """The trained model of `task`, on the CPU, in eval mode."""
+    t = tasks.get(task)
     dev = pick_device(device)
     torch.manual_seed(seed)
     model.to(dev).train()
@@ -32,11 +34,11 @@ def train(model: torch.nn.Module, arch: str, manifest: Manifest, *, out, epochs:
         total = steps = 0
         for images, targets in training.batches(manifest, batch_size=batch_size, generator=generator,
                                                 proposals=getattr(model, "proposals", None)):
-            loss = detection.finetune_loss(model, images.to(dev).float() / 255, to_device(targets, dev))
+            loss = t.finetune_loss(model, images.to(dev).float() / 255, to_device(targets, dev))
             total, steps = total + loop.step(loss, optimizer, schedule), steps + 1
-        return f"mean detection loss {total / steps:.4f}"
+        return f"mean {task} loss {total / steps:.4f}"
 
-    settings = {"what": "detector", "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+    settings = {"what": {"detection": "detector", "segmentation": "segmenter"}[task], "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "weight_decay": weight_decay, "seed": seed, "images": len(manifest.images)}
     loop.run_epochs(out, epochs=epochs, seed=seed, settings=settings,
                     states={"model": model, "optimizer": optimizer, "schedule": schedule}, epoch_fn=epoch)
