@@ -26,6 +26,7 @@ from jpegstudy import confidence as intervals
 from jpegstudy.report.metrics import (
     BASE_MITIGATIONS,
     FIELD_NAMES,
+    NETWORK_LABELS,
     classification_frame,
     inference_throughput,
     mitigation_key,
@@ -433,9 +434,12 @@ def throughput_figure(throughput_files, outputs, params: dict | None = None) -> 
     steps with a corrector)."""
     params = _params(params)
     df = throughput_frame(throughput_files)
-    largest = df.groupby(["model", "mode"])["batch_size"].transform("max")
+    df["task"] = df["task"].fillna("classification") if "task" in df else "classification"
+    largest = df.groupby(["task", "model", "mode"])["batch_size"].transform("max")
     d = df[df["batch_size"] == largest].copy()
-    d["corrector"] = d["corrector"].fillna("model alone")
+    d["corrector"] = d["corrector"].map(lambda c: NETWORK_LABELS.get(c, c) if isinstance(c, str) else "model alone")
+    d["label"] = _model_labels(d)
+    models = list(dict.fromkeys(d["label"]))
     modes = [m for m in ("inference", "train") if m in set(d["mode"])]  # the modes throughput rows are timed in
     sns.set_theme(style="whitegrid", context="paper")
     fig, axes = plt.subplots(1, len(modes), squeeze=False, figsize=(params["width"] * (0.7 + 0.3 * len(modes)),
@@ -443,15 +447,45 @@ def throughput_figure(throughput_files, outputs, params: dict | None = None) -> 
     order = ["model alone", *sorted(set(d["corrector"]) - {"model alone"})]
     for ax, mode in zip(axes[0], modes):
         rows = d[d["mode"] == mode]
-        sns.barplot(data=rows, x="model", y="images_per_s", hue="corrector", hue_order=order, ax=ax,
+        sns.barplot(data=rows, x="label", y="images_per_s", hue="corrector", hue_order=order, order=models, ax=ax,
                     legend=ax is axes[0][0])
         batch = ", ".join(str(b) for b in sorted(rows["batch_size"].unique()))
-        ax.set_title(f"{'training' if mode == 'train' else mode} (batch {batch})", fontsize="small")
+        ax.set_title(f"{'training' if mode == 'train' else mode} (batch {batch})", fontsize="small", pad=12)
         ax.set_xlabel("")
         ax.set_ylabel("images/s")
         ax.tick_params(axis="x", labelrotation=30)  # several tasks' model names side by side
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
-    if axes[0][0].get_legend() is not None:
-        sns.move_legend(axes[0][0], "upper right", fontsize="x-small", title_fontsize="x-small", frameon=True)
+        _task_spans(ax, d.drop_duplicates("label").set_index("label").loc[models, "task"].tolist())
+    legend = axes[0][0].get_legend()
+    if legend is not None:  # below the panels: inside, it hid the tallest bars
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        legend.remove()
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize="x-small",
+                   frameon=False)
     _save(fig, outputs, [f"{i}/images_per_s" for i in d["id"]], params["dpi"])
+
+
+def _model_labels(d: pd.DataFrame) -> list[str]:
+    """Each row's model as the throughput figure names it: its name, with its task where two tasks share it."""
+    shared = d.groupby("model")["task"].nunique()
+    return [f"{m} ({t})" if shared[m] > 1 else m for m, t in zip(d["model"], d["task"])]
+
+
+def _task_spans(ax, tasks: list[str]) -> None:
+    """With several tasks' models side by side (`tasks`: each bar group's, in order), a dotted line between tasks
+    and each task's name above its models."""
+    spans = []
+    for x, task in enumerate(tasks):
+        if spans and spans[-1][0] == task:
+            spans[-1][2] = x
+        else:
+            spans.append([task, x, x])
+    if len(spans) < 2:
+        return
+    top = ax.get_xaxis_transform()  # x in data, y in axes fractions
+    for k, (task, first, last) in enumerate(spans):
+        if k:
+            ax.axvline(first - 0.5, color="0.4", linewidth=0.7, linestyle=":")
+        ax.text((first + last) / 2, 1.01, task, transform=top, ha="center", va="bottom", fontsize="x-small",
+                color="0.3")

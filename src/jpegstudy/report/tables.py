@@ -253,14 +253,16 @@ def throughput_table(throughput_files) -> str:
     df = throughput_frame(throughput_files)
     columns = sorted({(mode, int(b)) for mode, b in zip(df["mode"], df["batch_size"])},
                      key=lambda c: (c[0] != "inference", c[1]))
+    tasks = df["task"].fillna("classification") if "task" in df else pd.Series("classification", index=df.index)
     rows = []
-    for (model, corrector), group in df.groupby(["model", df["corrector"].fillna("")], sort=False):
+    for (task, model, corrector), group in df.groupby([tasks, "model", df["corrector"].fillna("")], sort=False):
         found = {(r["mode"], int(r["batch_size"])): r for r in group.to_dict("records")}
-        rows.append({"model": model, "corrector": NETWORK_LABELS.get(corrector, corrector) or "--",
+        rows.append({"task": TASK_TITLES.get(task, task), "model": model,
+                     "corrector": NETWORK_LABELS.get(corrector, corrector) or "--",
                      "cells": [cell(found[c], "images_per_s") if c in found else "--" for c in columns]})
     return environment().get_template("throughput_table.tex.j2").render(
         sources=[str(p) for p in throughput_files], columns=columns, rows=rows,
-        devices=sorted({row["device"] for row in df["provenance"]}))
+        grouped=len({r["task"] for r in rows}) > 1, devices=sorted({row["device"] for row in df["provenance"]}))
 
 
 def write_table(kind: str, files, out, html=None, **options) -> None:
