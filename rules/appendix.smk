@@ -30,6 +30,12 @@ APPENDIX_QUALITATIVE_DETECTION = {model: paths.appendix(f"qualitative_detection_
                                   for model in DETECTORS}
 APPENDIX_TARGETS += [paths.appendix(f"qualitative_detection_{model}", ext) for model in DETECTORS
                      for ext in ("pdf", "png")]
+# And for semantic segmentation: one figure per segmenter.
+SEGMENTERS = list(config.get("segmentation", {}).get("models", {}))
+APPENDIX_QUALITATIVE_SEGMENTATION = {model: paths.appendix(f"qualitative_segmentation_{model}", "pdf")
+                                     for model in SEGMENTERS}
+APPENDIX_TARGETS += [paths.appendix(f"qualitative_segmentation_{model}", ext) for model in SEGMENTERS
+                     for ext in ("pdf", "png")]
 
 
 rule appendix_gradcam_classification:
@@ -115,6 +121,34 @@ rule appendix_qualitative_detection:
     shell:
         "jpegstudy qualitative --task detection --model {wildcards.model} --reference {input.reference}"
         " --clean {input.clean} --compressed {input.compressed} {params.mitigations} {params.proposals}"
+        " --params {params.figure:q} --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule appendix_qualitative_segmentation:
+    input:
+        unpack(lambda w: dag.appendix_input(config, w, "segmentation")),
+    output:
+        pdf=paths.appendix("qualitative_segmentation_{model}", "pdf"),
+        png=report(
+            paths.appendix("qualitative_segmentation_{model}", "png"),
+            caption="captions/qualitative_segmentation.rst",
+            category="Appendix C: Qualitative results",
+            subcategory="{model}",
+        ),
+    wildcard_constraints:
+        model="|".join(SEGMENTERS) or "(?!)",
+    params:
+        figure=APPENDIX_PARAMS,
+        mitigations=lambda w: dag.appendix_mitigation_args(config, w, "segmentation"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "appendix-qualitative_segmentation-{model}"),
+    message:
+        "Label maps of {wildcards.model} on the Q={APPENDIX_QUALITY} JPEG and after each mitigation (appendix C)"
+    shell:
+        "jpegstudy qualitative --task segmentation --model {wildcards.model} --reference {input.reference}"
+        " --clean {input.clean} --compressed {input.compressed} {params.mitigations}"
         " --params {params.figure:q} --out {output.pdf} {output.png} > {log} 2>&1"
 
 

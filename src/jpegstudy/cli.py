@@ -440,6 +440,10 @@ def cmd_qualitative(a) -> None:
         from jpegstudy.report import qualitative_detection
 
         qualitative_detection.figure(**_appendix_args(a), proposals=a.proposals)
+    elif a.task == "segmentation":
+        from jpegstudy.report import qualitative_segmentation
+
+        qualitative_segmentation.figure(**_appendix_args(a))
     else:
         from jpegstudy.report import qualitative
 
