@@ -69,6 +69,8 @@ REPORT_TARGETS += [paths.figure(name, ext) for name in TASK_FIGURES for ext in (
 REPORT_TARGETS += [paths.table("reference"), paths.table("throughput")]
 if "detection" in config:
     REPORT_TARGETS.append(paths.table("reference_detection"))
+if "segmentation" in config:
+    REPORT_TARGETS.append(paths.table("reference_segmentation"))
 REPORT_TARGETS += expand(paths.figure("throughput_classification", "{ext}"), ext=["pdf", "png"])
 REPORT_TARGETS += expand(paths.figure("model_classification_{model}", "{ext}"), model=list(CLS_MODELS),
                          ext=["pdf", "png"])
@@ -88,6 +90,8 @@ STUDY_PIECES = {
     f"qualitative:{model}": path for model, path in APPENDIX_QUALITATIVE.items()
 } | {
     f"qualitative:{model}": path for model, path in APPENDIX_QUALITATIVE_DETECTION.items()
+} | {
+    f"qualitative:segmentation:{model}": path for model, path in APPENDIX_QUALITATIVE_SEGMENTATION.items()
 } | TIDE_PIECES
 REPORT_TARGETS += [*APPENDIX_TARGETS, paths.study_pdf()]
 
@@ -225,6 +229,23 @@ rule table_reference_detection:
         paths.log("report", "table-reference_detection"),
     message:
         "Writing the detectors' reference table (clean box and mask mAP beside torchvision's documented ones)"
+    shell:
+        "jpegstudy table --kind reference {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
+
+
+rule table_reference_segmentation:
+    input:
+        metrics=dag.task_metrics(config, "segmentation", mitigations=("none",)),
+        template=template("reference_table.tex.j2"),
+    output:
+        table=paths.table("reference_segmentation"),
+        html=dag.table_page("reference_segmentation", "reference_segmentation"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "table-reference_segmentation"),
+    message:
+        "Writing the segmenters' reference table (clean mIoU and pixel accuracy beside CSAIL's documented ones)"
     shell:
         "jpegstudy table --kind reference {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
 

@@ -2,8 +2,9 @@
 where it came from.
 
 Tables print numbers as \\jsrec{<row id>/<field>}{<text>} (a metric row) or \\jsdoc{torchvision:<weights>:<metric>}{<text>}
-(torchvision's documented accuracy of those weights); figures and the PDF list the refs they show in their
-metadata. Each ref is looked up among the metric files (or in torchvision's weights meta), a printed text must
+(torchvision's documented accuracy of those weights; csail:<pair>:<metric> for CSAIL's documented ADE20K values,
+report/documented.py); figures and the PDF list the refs they show in their metadata. Each ref is looked up among
+the metric files (or in torchvision's weights meta, or CSAIL's table), a printed text must
 equal the value as the reports format it, and a row's content must still hash to its id (an edited metric file is
 caught). A number in a table's tabular that is neither is reported as untraced. `jpegstudy audit <row id>` prints
 one row with its whole provenance record (the ids the study PDF's provenance appendix lists)."""
@@ -16,13 +17,14 @@ import re
 from pathlib import Path
 
 from jpegstudy import atomic, provenance
+from jpegstudy.report import documented as documented_refs
 from jpegstudy.report.figures import INPUTS_KEY, RECORDS_KEY
 
 PDF_RECORDS_KEY = "JpegstudyRecords"  # the study PDF's info key listing every ref it shows
 from jpegstudy.report.metrics import fmt, index
 
 JSREC = re.compile(r"\\jsrec\{([0-9a-f]+)/(\w+)\}\{([^}]*)\}")
-JSDOC = re.compile(r"\\jsdoc\{(torchvision:[\w.]+):([\w@]+)\}\{([^}]*)\}")
+JSDOC = re.compile(r"\\jsdoc\{((?:torchvision|csail):[\w.-]+):([\w@]+)\}\{([^}]*)\}")
 ROW_ID = re.compile(r"^[0-9a-f]{12}$")
 COMMENT = re.compile(r"(?<!\\)%")  # a LaTeX comment starts at an unescaped %
 NUMBER_CELL = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
@@ -95,13 +97,15 @@ def check_inputs(file: str, inputs: dict, verbose: bool) -> bool:
 
 
 def _split_ref(ref: str) -> tuple[str, str]:
-    """"<row id>/<field>" or "torchvision:<weights>:<metric>" -> (what, field)."""
-    return tuple(ref.rsplit(":", 1)) if ref.startswith("torchvision:") else tuple(ref.split("/", 1))
+    """"<row id>/<field>", "torchvision:<weights>:<metric>" or "csail:<pair>:<metric>" -> (what, field)."""
+    return tuple(ref.rsplit(":", 1)) if documented_refs.is_documented(ref) else tuple(ref.split("/", 1))
 
 
 def documented(ref: str, field: str) -> float | None:
     """torchvision's documented `field` of the weights named in `ref` (ImageNet-1K acc@1, acc@5; COCO-val2017
-    box_map, mask_map), or None."""
+    box_map, mask_map), CSAIL's of the pair a csail: ref names (miou, pixel_acc), or None."""
+    if ref.startswith("csail:"):
+        return documented_refs.csail_value(ref, field)
     import torchvision
 
     try:
@@ -163,16 +167,18 @@ def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True)
     rows = index(metrics_dir)
     problems = 0
     for row_id, field, printed in refs:
-        if row_id.startswith("torchvision:"):
+        if documented_refs.is_documented(row_id):
             value = documented(row_id, field)
+            source = row_id.split(":")[0]
             if value is None:
                 problems += 1
-                print(f"MISSING  {row_id}:{field}: torchvision documents no such value")
+                print(f"MISSING  {row_id}:{field}: {source} documents no such value")
             elif printed is not None and printed != fmt(value):
                 problems += 1
                 print(f"MISMATCH {printed} printed, {fmt(value)} documented by {row_id} {field}")
             elif verbose:
-                print(f"{fmt(value):>8} {field:<5} documented by {row_id} (torchvision's weights meta)")
+                where = "torchvision's weights meta" if source == "torchvision" else documented_refs.CSAIL_SOURCE
+                print(f"{fmt(value):>8} {field:<5} documented by {row_id} ({where})")
             continue
         row = rows.get(row_id)
         if row is None or field not in row:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from jpegstudy import atomic
 from jpegstudy.audit import PDF_RECORDS_KEY, figure_refs, table_refs
+from jpegstudy.report import documented as documented_refs
 from jpegstudy.report.metrics import read_rows
 from jpegstudy.report.tables import environment, latex_escape
 
@@ -37,6 +38,9 @@ FIGURES = {
     "transfer": "Each model's own TTAC corrector against TTAC correctors transferred from other models (Figure 7a)",
     "drop_detection": "Drop in box mAP against JPEG quality, per detector, without mitigation (Figure 3, detection)",
     "mitigation_detection": "Drop in box mAP against JPEG quality with each mitigation (Figure 4, detection)",
+    "drop_segmentation": "Drop in mIoU against JPEG quality, per segmenter, without mitigation (Figure 3, "
+                         "segmentation)",
+    "mitigation_segmentation": "Drop in mIoU against JPEG quality with each mitigation (Figure 4, segmentation)",
     "throughput": "Throughput of each model alone and with each corrector (Figure 19)",
 }
 
@@ -120,7 +124,7 @@ def _what(row: dict) -> str:
 
 
 # The values a provenance entry lists of each row: every number the tables and figures can show of it.
-RECORDED = ("top1", "top5", "map", "ap50", "ap75", "mask_ap", "mask_ap50", "mask_ap75")
+RECORDED = ("top1", "top5", "map", "ap50", "ap75", "mask_ap", "mask_ap50", "mask_ap75", "miou", "pixel_acc")
 
 
 def _values(row: dict) -> str:
@@ -162,19 +166,19 @@ def render(pieces: dict[str, str], rows: list[dict], title: str) -> str:
                 if untraced:
                     raise ValueError(f"{path}: numbers without a record ({', '.join(untraced[:3])}): not a generated "
                                      "table")
-                refs += [f"{what}:{field}" if what.startswith("torchvision:") else f"{what}/{field}"
+                refs += [f"{what}:{field}" if documented_refs.is_documented(what) else f"{what}/{field}"
                          for what, field, _ in found]
             elif Path(path).suffix == ".pdf" and kind in ("figure", "model"):
                 plotted = [f"{what}/{field}" for what, field, _ in figure_refs(Path(path))]
                 refs += plotted
                 figure_listing.append({"name": f"{kind}:{name}", "file": Path(path).name,
                                        "ids": sorted({r.split("/")[0] for r in plotted})})
-    ids = {r.split("/")[0] for r in refs if not r.startswith("torchvision:")}
+    ids = {r.split("/")[0] for r in refs if not documented_refs.is_documented(r)}
     known = {row["id"] for row in rows}
     missing = sorted(ids - known)
     if missing:
         raise ValueError(f"rows {', '.join(missing[:3])} are shown but not among the metric files given")
-    documented = sorted({r for r in refs if r.startswith("torchvision:")})
+    documented = [(r, documented_refs.describe(r)) for r in sorted(set(refs)) if documented_refs.is_documented(r)]
     env = environment()
     env.filters["path"] = _breakable
     tex = env.get_template("study.tex.j2").render(

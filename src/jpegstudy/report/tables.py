@@ -5,12 +5,14 @@ Every number is printed as \\jsrec{<row id>/<field>}{<value>} with metrics.fmt, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
 from jpegstudy import atomic
+from jpegstudy.report import documented
 from jpegstudy.report.table_html import table_html
 from jpegstudy.report.metrics import (
     AC_NETWORKS,
@@ -83,6 +85,10 @@ def confidence_label(df: pd.DataFrame) -> str:
     return f"{100 * levels.pop():g}\\,\\%" if levels else ""
 
 
+# A task's table of its headline field is labelled tab:{task}; of another field, tab:{task}-{field}.
+HEADLINE_FIELDS = ("top1", "map", "miou")
+
+
 def classification_table(metric_files, field: str = "top1", intervals: bool = True) -> str:
     """The appendix's table of one task (D.2: classification's, detection's): per model a block of rows, one per
     mitigation (in the fixed order of metrics.mitigation_key), columns clean and every quality; "--" where a
@@ -110,7 +116,7 @@ def classification_table(metric_files, field: str = "top1", intervals: bool = Tr
         field=field, field_label=FIELD_LABELS[field], confidence_label=confidence_label(df), intervals=intervals and any(
             any(r["intervals"]) for model in models for r in model["rows"]),
         task_title=TASK_TITLES.get(task, task),
-        label=f"tab:{task}" + ("" if field in ("top1", "map") else f"-{field}"))
+        label=f"tab:{task}" + ("" if field in HEADLINE_FIELDS else f"-{field}"))
 
 
 def ac_comparison_table(metric_files, qualities=None, field: str = "top1") -> str:
@@ -190,10 +196,10 @@ def documented_accuracy(model_config: dict, model: str) -> dict | None:
     return {"ref": f"torchvision:{type(member).__name__}.{member.name}", **metrics}
 
 
-def documented_cell(documented: dict | None, key: str) -> str:
-    if documented is None:
+def documented_cell(found: dict | None, key: str) -> str:
+    if found is None:
         return "--"
-    return f"\\jsdoc{{{documented['ref']}:{key}}}{{{fmt(documented[key])}}}"
+    return f"\\jsdoc{{{found['ref']}:{key}}}{{{fmt(found[key])}}}"
 
 
 def documented_map(model_config: dict, model: str) -> dict | None:
@@ -210,41 +216,82 @@ def documented_map(model_config: dict, model: str) -> dict | None:
     return None if metrics is None else {"ref": f"torchvision:{type(member).__name__}.{member.name}", **metrics}
 
 
-# Per task: (the two fields measured, their headings, torchvision's two documented keys, what those are)
+def documented_segmentation(model_config: dict, model: str) -> dict | None:
+    """CSAIL's documented ADE20K mIoU and pixel accuracy of a segmenter's pair (report/documented), as
+    documented_accuracy gives torchvision's; None for a pair trained here."""
+    return documented.csail(model_config)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a task's reference table shows: the two fields measured and their headings, the two documented keys,
+    who documents them and what they are, what the task calls a model, and the lookup of a model's documented
+    values (its config -> {"ref", key: value} or None)."""
+    fields: tuple[str, str]
+    heads: tuple[str, str]
+    keys: tuple[str, str]
+    by: str
+    what: str
+    noun: str
+    lookup: object
+
+
 REFERENCE_COLUMNS = {
-    "classification": (("top1", "top5"), ("Top-1", "Top-5"), ("acc@1", "acc@5"), "ImageNet-1K accuracies"),
-    "detection": (("map", "mask_ap"), ("Box mAP", "Mask mAP"), ("box_map", "mask_map"), "COCO-val2017 mAP"),
+    "classification": Reference(("top1", "top5"), ("Top-1", "Top-5"), ("acc@1", "acc@5"), "torchvision",
+                                "ImageNet-1K accuracies", "model", documented_accuracy),
+    "detection": Reference(("map", "mask_ap"), ("Box mAP", "Mask mAP"), ("box_map", "mask_map"), "torchvision",
+                           "COCO-val2017 mAP", "detector", documented_map),
+    "segmentation": Reference(("miou", "pixel_acc"), ("mIoU", "Pixel acc."), documented.CSAIL_FIELDS, "CSAIL",
+                              "ADE20K validation mIoU and pixel accuracy (single-scale test)", "segmenter",
+                              documented_segmentation),
 }
 
 
+def weights_shown(config: dict) -> str:
+    """A model's weights as the reference table names them: train, a torchvision weights name, a file's name; a
+    segmenter's CSAIL pair of files, both."""
+    weights = config.get("weights", "?")
+    if isinstance(weights, dict):
+        # encoder first (provenance stores config keys sorted)
+        files = [weights[part] for part in ("encoder", "decoder") if part in weights]
+        return " + ".join(str(path).replace("\\", "/").rsplit("/", 1)[-1] for path in files)
+    return str(weights)
+
+
 def reference_table(metric_files) -> str:
-    """Appendix D.3: each model's clean metrics (top-1 and top-5; box and mask mAP), the first with its interval,
-    without mitigation, beside torchvision's documented values for the weights it was loaded with, where
-    torchvision documents them."""
+    """Appendix D.3: each model's clean metrics (top-1 and top-5; box and mask mAP; mIoU and pixel accuracy), the
+    first with its interval, without mitigation, beside the documented values of the weights it was loaded with
+    (torchvision's; CSAIL's for a segmenter's pair), where they are documented."""
     df = classification_frame(metric_files)
     df = df[df["mitigation"] == "none"]
     if df.empty:
         raise ValueError(f"{', '.join(map(str, metric_files))}: no 'none' rows (the reference table is the models "
                          "without mitigation)")
     task = task_of(df)
-    (first, second), heads, keys, documented_what = REFERENCE_COLUMNS[task]
-    documented_of = documented_accuracy if task == "classification" else documented_map
+    ref = REFERENCE_COLUMNS[task]
+    (first, second), keys = ref.fields, ref.keys
     models = []
     for name, rows in df.groupby("model", sort=False):
         clean = by_quality(rows)[None]
         config = clean["provenance"]["config"].get(f"{task}.models.{name}", {})
-        documented = documented_of(config, name)
+        found = ref.lookup(config, name)
         measured = cell(clean, second) if pd.notna(clean.get(second)) else "--"  # a detector without masks
-        shown = documented if documented is not None and keys[1] in documented else None
-        models.append({"name": name, "arch": config.get("arch", name), "weights": config.get("weights", "?"),
+        shown = found if found is not None and keys[1] in found else None
+        models.append({"name": name, "arch": _arch(config, name), "weights": weights_shown(config),
                        "cells": [cell(clean, first), interval_cell(clean, first), measured,
-                                 documented_cell(documented, keys[0]), documented_cell(shown, keys[1])]})
+                                 documented_cell(found, keys[0]), documented_cell(shown, keys[1])]})
     return environment().get_template("reference_table.tex.j2").render(
         sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], models=models,
-        confidence_label=confidence_label(df), heads=heads, documented_what=documented_what,
-        interval_of=FIELD_NAMES[first],
-        noun="model" if task == "classification" else "detector",
+        confidence_label=confidence_label(df), heads=ref.heads, documented_what=ref.what, documented_by=ref.by,
+        interval_of=FIELD_NAMES[first], noun=ref.noun,
         label="tab:reference" if task == "classification" else f"tab:reference-{task}")
+
+
+def _arch(config: dict, name: str) -> str:
+    """A model's architecture: its arch, or a segmenter's encoder + decoder."""
+    if "encoder" in config:
+        return f"{config['encoder']} + {config.get('decoder', '?')}"
+    return config.get("arch", name)
 
 
 def throughput_table(throughput_files) -> str:
