@@ -159,6 +159,9 @@ def test_embedded_encoders_keep_the_classifiers_weights(embedded, resnet18, mobi
 def test_embedded_decoders_fit_the_encoders_width(embedded):
     decoder = embedded["resnet18dilated"].decoder
     assert decoder.ppm[0][1].in_channels == 512 and decoder.cbr_deepsup[0].in_channels == 256
+    # the PPM's branches are EMBEDDED_PPM_WIDTH wide (CSAIL's 512): the fused convolution takes 512 + 4 x 128
+    assert [b[1].out_channels for b in decoder.ppm] == [zoo.EMBEDDED_PPM_WIDTH] * 4 == [128] * 4
+    assert decoder.conv_last[0].in_channels == 512 + 4 * 128 and decoder.conv_last[4].in_channels == 128
     assert embedded["mobilenetv2dilated"].decoder.cbr[0].in_channels == 320
     assert all(net.embedded and net.deep_sup_scale == 0.4 for net in embedded.values())
 

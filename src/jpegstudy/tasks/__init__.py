@@ -12,14 +12,16 @@ What the shared code (evaluate, train.ttac, train.finetune, the CLI, the rules) 
     tensor_transform(spec)             its differentiable twin on (N, 3, H, W) batches in [0, 1]
     check_eval_set(manifest, meta, path, reference)
                                        refuses, in one line naming `path`, a set the model cannot be scored on
-    target_of(entry)                   what a manifest entry is scored against (a label; a COCO image id)
+    target_of(entry)                   what a manifest entry is scored against (a label; a COCO image id; the
+                                       entry of an ADE20K label map, read when scored)
     collate(items)                     (model input, targets) of a batch of (transformed image, target) items
     score(model, manifest, batches, device, confidence)
                                        the metric fields of one eval set (values, bootstrap intervals, n_images,
                                        per_image results) from its batches
     infer(model, x, targets)           the model's outputs on a batch (x as collate or throughput_batch gives it; a
                                        detector on precomputed proposals finds them through the targets)
-    ttac_target(model, x)              what TTAC's L1 compares on the original and the corrected image
+    ttac_target(model, x)              what TTAC's L1 compares on the original and the corrected image (logits;
+                                       FPN levels; encoder feature maps)
     finetune_loss(model, x, targets)   the task's own training loss on a (JPEG) batch
     throughput_batch(meta, n, generator)
                                        (uint8 images of the model's input size, targets): what throughput times

@@ -57,6 +57,9 @@ EMBEDDED_ENCODERS = {"resnet18dilated": "resnet", "mobilenetv2dilated": "mobilen
 
 NUM_CLASS = 150  # ADE20K's SceneParsing classes
 DEEP_SUP_SCALE = 0.4  # CSAIL's TRAIN.deep_sup_scale (every ade20k-*.yaml)
+# The embedded pairs' PPM is 128 wide (CSAIL's 512): at 512 its 3x3 convolution over 2560 channels was half of a
+# ResNet18-dilated + PPM-deepsup training step on the CPU, as torchvision's wide heads are for the embedded detectors.
+EMBEDDED_PPM_WIDTH = 128
 UPERNET_FPN_DIM = {"upernet": 512, "upernet_lite": 256}  # as mit-semseg's build_decoder
 MOBILENET_DOWN_IDX = (2, 4, 7, 14)  # mit-semseg's MobileNetV2Dilated.down_idx
 # Batch-norm momentum of every network here: PyTorch's and torchvision's 0.1. mit-semseg 1.0.0's SynchronizedBatchNorm2d
@@ -284,12 +287,28 @@ def _embedded_encoder(classifier: nn.Module, encoder_arch: str) -> nn.Module:
     return TorchvisionMobileNetV2Dilated(classifier)
 
 
+def narrowed_ppm(decoder: nn.Module, width: int) -> nn.Module:
+    """A mit-semseg PPM decoder with its 512-wide pooling branches and fused 3x3 convolution made `width` wide,
+    freshly initialised as build_decoder does (its forward only concatenates and convolves, so any width works)."""
+    fc_dim = decoder.ppm[0][1].in_channels
+    for branch in decoder.ppm:
+        branch[1], branch[2] = nn.Conv2d(fc_dim, width, 1, bias=False), nn.BatchNorm2d(width, momentum=BN_MOMENTUM)
+    last = decoder.conv_last
+    last[0] = nn.Conv2d(fc_dim + len(decoder.ppm) * width, width, 3, padding=1, bias=False)
+    last[1], last[4] = nn.BatchNorm2d(width, momentum=BN_MOMENTUM), nn.Conv2d(width, last[4].out_channels, 1)
+    decoder.apply(ModelBuilder.weights_init)
+    return decoder
+
+
 def embedded_net(classifier: nn.Module, encoder_arch: str, decoder_arch: str, num_class: int) -> SegmentationNet:
     """A segmenter whose encoder is the embedded classifier's (a copy: the classifier is left as it is), its weights
-    kept, under an untrained mit-semseg decoder (fc_dim = the encoder's last width)."""
+    kept, under an untrained mit-semseg decoder (fc_dim = the encoder's last width; a PPM's branches
+    EMBEDDED_PPM_WIDTH wide)."""
     encoder = _embedded_encoder(copy.deepcopy(classifier), encoder_arch)
     _check_pair(encoder_arch, decoder_arch, encoder.widths)
     decoder = _decoder(decoder_arch, encoder.widths, num_class)
+    if decoder_arch.startswith("ppm"):
+        decoder = narrowed_ppm(decoder, EMBEDDED_PPM_WIDTH)
     deep_sup = DEEP_SUP_SCALE if decoder_arch.endswith("deepsup") else None
     return SegmentationNet(encoder, decoder, encoder_arch, decoder_arch, num_class, embedded=True,
                            deep_sup_scale=deep_sup)
