@@ -27,7 +27,7 @@ def test_every_key_is_described_and_defaults_are_valid():
     for key, sub, required in keys:
         description = sub.get("description", "")
         assert description, f"{key} has no description"
-        assert "default" in sub or required or description.startswith(("Optional", "imagenet", "coco, ")), \
+        assert "default" in sub or required or description.startswith(("Optional", "imagenet", "coco, ", "ade20k, ")), \
             f"{key}: neither a default nor said to be optional/required"
     # the defaults alone make a valid config: the embedded study
     config = {}
@@ -72,7 +72,7 @@ def test_semantic_errors_name_the_key(tmp_path):
     config = copy.deepcopy(base)
     config["classification"]["dataset"] = "imagenet"
     with pytest.raises(ConfigError, match=r"^config classification.dataset: 'imagenet' is not one of datasets "
-                                          r"\(embedded, scenes\)$"):
+                                          r"\(embedded, scenes, parsing\)$"):
         check_semantics(config)
     config = copy.deepcopy(base)
     config["datasets"]["real"] = {"kind": "imagenet", "val": str(tmp_path)}

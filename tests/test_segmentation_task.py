@@ -121,3 +121,30 @@ def test_ttac_compares_every_encoder_feature_map_and_finetuning_uses_the_labels(
     labels = torch.randint(0, 15, (2, 32, 32))
     loss = segmentation.finetune_loss(net.train(), x, labels)
     assert loss.item() > 0 and segmentation.finetune_loss(net, x, torch.zeros_like(labels)).item() == 0
+
+
+def test_ttac_never_reads_a_label_map(reference, split, tmp_path):
+    """TTAC on the set as it is and on a copy whose label maps are all "other": the same corrector, bit for bit."""
+    import dataclasses
+    import shutil
+
+    from PIL import Image
+
+    from jpegstudy.correction import corrector as correctors
+    from jpegstudy.train import ttac
+
+    blank = tmp_path / "blank"
+    shutil.copytree(split.location.parent, blank)
+    m = manifests.read(blank / "manifest.json")
+    for entry in m.images:
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(ade20k.label_path(m, entry))
+    m = dataclasses.replace(m, images=[{k: v for k, v in e.items() if k != "annotation_sha256"} for e in m.images])
+    model, meta = segmentation.load_reference(reference[0])
+    weights = []
+    for i, manifest in enumerate([split, m]):
+        torch.manual_seed(0)
+        c = correctors.Corrector("arcnn", {"channels": (4, 4, 4)}, quality=10)
+        c = ttac.train(c, model, meta["transform"], manifest, task="segmentation", out=tmp_path / f"{i}.pt",
+                       epochs=1, batch_size=2, lr=1e-3, lr_min=1e-5, seed=0)
+        weights.append([v.clone() for v in c.state_dict().values()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))

@@ -356,7 +356,7 @@ def _regions(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def make_segmentation_scene(rng: np.random.Generator, size: int, objects: tuple[int, int] = (1, 3),
-                            radius: tuple[float, float] = (0.14, 0.3)) -> tuple[np.ndarray, np.ndarray]:
+                            radius: tuple[float, float] = (0.2, 0.36)) -> tuple[np.ndarray, np.ndarray]:
     """(image uint8 HxWx3, label map uint8 HxW) of a scene of stuff regions and objects (make_detection_scene's
     objects); labels index SEGMENTATION_CLASSES + 1, 0 on objects' anti-aliased edges."""
     regions = _regions(rng, size)
