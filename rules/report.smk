@@ -74,6 +74,9 @@ if "segmentation" in config:
 REPORT_TARGETS += expand(paths.figure("throughput_classification", "{ext}"), ext=["pdf", "png"])
 REPORT_TARGETS += expand(paths.figure("model_classification_{model}", "{ext}"), model=list(CLS_MODELS),
                          ext=["pdf", "png"])
+# Appendix D.1 of the other tasks: segmentation's per-model plots (mIoU)
+MODEL_FIGURES = {model: "segmentation" for model in config.get("segmentation", {}).get("models", {})}
+REPORT_TARGETS += [paths.figure(f"model_segmentation_{model}", ext) for model in MODEL_FIGURES for ext in ("pdf", "png")]
 
 # What the study PDF includes, by place ("kind:name"): every table and the PDF of every figure above.
 STUDY_PIECES = {
@@ -81,9 +84,11 @@ STUDY_PIECES = {
 } | {
     f"figure:{Path(f).stem.removesuffix('_classification')}": f
     for f in REPORT_TARGETS
-    if f.endswith(".pdf") and not Path(f).stem.startswith("model_classification_")
+    if f.endswith(".pdf") and not Path(f).stem.startswith(("model_classification_", "model_segmentation_"))
 } | {
     f"model:{model}": paths.figure(f"model_classification_{model}", "pdf") for model in CLS_MODELS
+} | {
+    f"model:{task}:{model}": paths.figure(f"model_{task}_{model}", "pdf") for model, task in MODEL_FIGURES.items()
 } | {
     f"gradcam:{model}": path for model, path in APPENDIX_GRADCAM.items()
 } | {
@@ -389,6 +394,34 @@ rule figure_model_classification:
         paths.log("report", "figure-model_classification-{model}"),
     message:
         "Plotting {wildcards.model}'s accuracy against JPEG quality with each mitigation (appendix D.1)"
+    shell:
+        "jpegstudy figure --kind model {input.metrics} --params {params.figure:q}"
+        " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule figure_model_segmentation:
+    input:
+        metrics=lambda w: dag.task_metrics(config, "segmentation", models=(w.model,)),
+    output:
+        pdf=paths.figure("model_segmentation_{model}", "pdf"),
+        png=dag.figure_png("model_segmentation_{model}", "model_classification", "Appendix D.1: per-model plots",
+                           "{model}"),
+    wildcard_constraints:
+        model="|".join(MODEL_FIGURES) or "(?!)",
+    params:
+        figure=as_json(
+            {
+                **config["report"]["figure"],
+                "field": "miou",
+                "confidence": {**config["confidence"], "seed": config["seed"]},
+            }
+        ),
+    conda:
+        ENV
+    log:
+        paths.log("report", "figure-model_segmentation-{model}"),
+    message:
+        "Plotting {wildcards.model}'s mIoU against JPEG quality with each mitigation (appendix D.1)"
     shell:
         "jpegstudy figure --kind model {input.metrics} --params {params.figure:q}"
         " --out {output.pdf} {output.png} > {log} 2>&1"

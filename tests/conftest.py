@@ -43,6 +43,9 @@ REPEATED = (
     "results/models/correction/qgac/ttac/detection-mask_rcnn.pt",
     "results/predictions/detection/mask_rcnn/ttac/q10.json", "results/proposals/detection/mask_rcnn/train.json",
     "results/models/detection/fast_rcnn/reference.pt", "results/predictions/detection/fast_rcnn/none/q10.json",
+    "results/models/segmentation/resnet18_ppm/reference.pt", "results/models/segmentation/mobilenet_c1/finetune.pt",
+    "results/models/correction/qgac/ttac/segmentation-resnet18_ppm.pt",
+    "results/predictions/segmentation/resnet18_ppm/ttac/q10.json",
     *(f"reports/appendix/{kind}_classification_{model}.{ext}" for kind in ("gradcam", "qualitative")
       for model in ("resnet18", "mobilenet_v2") for ext in ("pdf", "png")),
 )

@@ -167,7 +167,9 @@ def test_two_runs_give_identical_metrics_models_and_predictions(smoke_runs):
 REMADE = ("reports/tables/classification.tex", "reports/tables/ac_comparison.tex", "reports/tables/detection_mask.tex",
           "reports/figures/mitigation_classification.png", "reports/figures/drop_classification.pdf",
           "reports/figures/drop_classification.png", "reports/appendix/qualitative_detection_mask_rcnn.png",
-          "reports/appendix/tide_mask_rcnn_q10.png")
+          "reports/appendix/tide_mask_rcnn_q10.png", "reports/tables/segmentation.tex",
+          "reports/figures/model_segmentation_resnet18_ppm.png",
+          "reports/appendix/qualitative_segmentation_resnet18_ppm.png")
 
 
 def test_tables_and_figures_remade_from_the_same_results_are_the_same_bytes(smoke_copy):
@@ -268,7 +270,8 @@ def test_own_checkpoint_on_own_flat_imagenet_folder(tmp_path):
 def test_a_configfile_replaces_the_default_study(tmp_path):
     """`--configfile` is a whole study: the embedded study's models must not be merged into it."""
     config = smoke_with(classification__models={"vgg": {"arch": "vgg19"}}, classification__mitigations=[])
-    del config["detection"]  # a classification study only (its detectors' backbone is gone with resnet18)
+    # a classification study only (the detectors' and segmenters' backbones are gone with resnet18 and mobilenet_v2)
+    del config["detection"], config["segmentation"]
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml"),
                            quiet=False)  # config.yaml in the workdir is the smoke study

@@ -259,7 +259,8 @@ def test_smoke_study_makes_the_segmentation_report(smoke_runs, capsys, monkeypat
     assert r"\label{tab:segmentation}" in (reports / "tables/segmentation.tex").read_text()
     reference = (reports / "tables/reference_segmentation.tex").read_text()
     assert reference.count("& -- & --\\\\") == 2  # both smoke segmenters are trained here
-    for name in ("drop_segmentation", "mitigation_segmentation"):
+    for name in ("drop_segmentation", "mitigation_segmentation", "model_segmentation_mobilenet_c1",
+                 "model_segmentation_resnet18_ppm"):
         for ext in ("pdf", "png"):
             assert (reports / "figures" / f"{name}.{ext}").stat().st_size > 1000
     monkeypatch.chdir(workdir)  # the files a qualitative figure was drawn from are named from the study's folder
@@ -270,7 +271,8 @@ def test_smoke_study_makes_the_segmentation_report(smoke_runs, capsys, monkeypat
     section = text[text.index("Semantic segmentation Each segmenter’s mIoU"):]
     for caption in ("Drop in mIoU against JPEG quality, per segmenter", "Drop in mIoU against JPEG quality with "
                     "each mitigation", "Reference results (appendix D.3): each segmenter",
-                    "Semantic segmentation on the dataset parsing", "Label maps predicted by the segmenter"):
+                    "Semantic segmentation on the dataset parsing", "Label maps predicted by the segmenter",
+                    "mIoU of the segmenter resnet18"):  # pdftotext drops the underscore
         assert caption in section, caption
     throughput = (reports / "tables/throughput.tex").read_text()
     assert r"\emph{Semantic segmentation}" in throughput and "resnet18\\_ppm & QGAC" in throughput

@@ -420,7 +420,7 @@ def model_figure(metric_files, outputs, params: dict | None = None) -> None:
             refs += [f"{clean['id']}/{f}" for f in (field, *((f"{field}_low", f"{field}_high") * has_bands))]
     ax.set_xticks(sorted(df["quality"].dropna().unique()))
     ax.set_xlabel("JPEG quality")
-    ax.set_ylabel(f"{name} accuracy (%)")
+    ax.set_ylabel(f"{name} accuracy (%)" if field in ("top1", "top5") else f"{name} (%)")
     ax.set_title(f"{models[0]}" + (f"; bands: {_level(params)} bootstrap intervals" if has_bands else ""),
                  fontsize="small")
     ax.legend(fontsize="x-small", ncols=2, loc="lower right", frameon=True)
