@@ -40,7 +40,7 @@ from torchvision.transforms import functional as TF
 from jpegstudy import atomic
 from jpegstudy.config import MASK_DETECTORS
 from jpegstudy.errors import ModelError
-from jpegstudy.tasks import classification, detection_metric, proposals
+from jpegstudy.tasks import classification, detection_metric, proposals, reference_files
 
 NAME = "detection"
 METRIC = ("map", "Box mAP@[.5:.95]")
@@ -241,24 +241,14 @@ def save_finetuned(path, meta: dict, *, source: str, state_dict: dict) -> None:
 def load_reference(path, proposals_file=None, image_ids=None) -> tuple[torch.nn.Module, dict]:
     """The detector of a reference file, in eval mode, and the file's metadata. A Fast R-CNN needs the proposals of
     the images it will see (`proposals_file`, for `image_ids`); other detectors take none."""
-    ref = torch.load(path, map_location="cpu", weights_only=True)
-    if ref.get("task") != NAME:
-        raise ModelError(f"{path}: not a detection reference file")
-    classifier = None
-    if ref["backbone"] is not None:
-        b = ref["backbone"]
-        classifier = classification.build(b["arch"], len(b["classes"]), b.get("build_kwargs"))
-    model = build(ref["arch"], len(ref["classes"]), ref["image_size"], classifier)
-    missing, unexpected = model.load_state_dict(ref["state_dict"], strict=False)
-    if missing or unexpected:
-        keys = (missing or unexpected)[:3]
-        raise ModelError(f"{path}: its weights do not fit {ref['arch']} ({'missing' if missing else 'unexpected'} "
-                         f"keys {', '.join(keys)})")
+    ref = reference_files.read(path, NAME)
+    model = reference_files.load_weights(
+        build(ref["arch"], len(ref["classes"]), ref["image_size"], reference_files.backbone_classifier(ref)), ref, path)
     if isinstance(model, FastRCNN) and proposals_file is not None:
         model.proposals = proposals.read(proposals_file, image_ids)
     elif proposals_file is not None:
         raise ModelError(f"{path}: {ref['arch']} makes its own proposals; {proposals_file} is for a Fast R-CNN")
-    return model.eval(), {k: v for k, v in ref.items() if k != "state_dict"}
+    return model, reference_files.meta(ref)
 
 
 def eval_transform(spec: dict):

@@ -28,8 +28,7 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from jpegstudy import atomic
-from jpegstudy.errors import ModelError
-from jpegstudy.tasks import classification, segmentation_metric
+from jpegstudy.tasks import reference_files, segmentation_metric
 from jpegstudy.tasks import segmentation_models as zoo
 
 NAME = "segmentation"
@@ -65,20 +64,11 @@ def save_finetuned(path, meta: dict, *, source: str, state_dict: dict) -> None:
 
 
 def load_reference(path) -> tuple[torch.nn.Module, dict]:
-    ref = torch.load(path, map_location="cpu", weights_only=True)
-    if ref.get("task") != NAME:
-        raise ModelError(f"{path}: not a segmentation reference file")
-    classifier = None
-    if ref["backbone"] is not None:
-        b = ref["backbone"]
-        classifier = classification.build(b["arch"], len(b["classes"]), b.get("build_kwargs"))
+    """The segmenter of a reference file, in eval mode, and the file's metadata."""
+    ref = reference_files.read(path, NAME)
+    classifier = reference_files.backbone_classifier(ref)
     model = build(ref["encoder"], ref["decoder"], len(ref["classes"]), classifier)
-    missing, unexpected = model.load_state_dict(ref["state_dict"], strict=False)
-    if missing or unexpected:
-        keys = (missing or unexpected)[:3]
-        raise ModelError(f"{path}: its weights do not fit {ref['arch']} ({'missing' if missing else 'unexpected'} "
-                         f"keys {', '.join(keys)})")
-    return model.eval(), {k: v for k, v in ref.items() if k != "state_dict"}
+    return reference_files.load_weights(model, ref, path), reference_files.meta(ref)
 
 
 def eval_transform(spec: dict):
