@@ -105,3 +105,26 @@ def test_provenance_keeps_training_keys_only_for_models_trained_here():
     resolved = {"weights": "IMAGENET1K_V1", "train": {"epochs": 5}, "transform": {"crop": 224}}
     assert used_model_config(trained) == trained
     assert used_model_config(resolved) == {"weights": "IMAGENET1K_V1", "transform": {"crop": 224}}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["segmentation"].update(dataset="scenes"),
+     r"^config segmentation.dataset: 'scenes' is a dataset of kind embedded_coco; segmenters need one of kind "
+     r"embedded_ade20k or ade20k \(label maps\)$"),
+    (lambda c: c["segmentation"]["models"]["mobilenet_c1"].update(backbone="resnet18"),
+     r"^config segmentation.models.mobilenet_c1.backbone: 'resnet18' is a resnet18; mobilenetv2dilated is made from "
+     r"a mobilenet_v2$"),
+    (lambda c: c["segmentation"]["models"]["resnet18_ppm"].update(encoder="hrnetv2", decoder="c1"),
+     r"^config segmentation.models.resnet18_ppm.encoder: hrnetv2 is not trained here"),
+    (lambda c: c["segmentation"]["models"]["resnet18_ppm"].update(
+        weights={"encoder": "/no/encoder_epoch_20.pth", "decoder": "/no/decoder_epoch_20.pth"}),
+     r"^config segmentation.models.resnet18_ppm.weights.encoder: /no/encoder_epoch_20.pth does not exist$"),
+    (lambda c: c["datasets"].update(real={"kind": "ade20k"}),
+     r"^config datasets.real.root: an ade20k dataset needs its ADEChallengeData2016 folder$"),
+])
+def test_segmentation_config_errors_name_the_key(change, message):
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    change(config)
+    validate(config, str(SCHEMA))
+    with pytest.raises(ConfigError, match=message):
+        check_semantics(config)
