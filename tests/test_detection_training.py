@@ -178,9 +178,13 @@ def test_paper_config_names_torchvisions_coco_detectors(tmp_path):
 
     validate(config, str(REPO / "config" / "schema.yaml"))
     for ds in config["datasets"].values():  # the folders a user has; here stand-ins
-        for key in ("val", "train", "ground_truth", "val_annotations", "train_annotations"):
+        for key in ("val", "train", "ground_truth", "val_annotations", "train_annotations", "root"):
             if key in ds:
                 ds[key] = str(tmp_path)
+    for name, segmenter in config["segmentation"]["models"].items():  # and CSAIL's files
+        for part in ("encoder", "decoder"):
+            (tmp_path / f"{name}-{part}.pth").write_bytes(b"")
+            segmenter["weights"][part] = str(tmp_path / f"{name}-{part}.pth")
     models = config["detection"]["models"]
     assert {m["arch"]: m["weights"] for m in models.values()} == {
         "fasterrcnn_resnet50_fpn": "COCO_V1", "maskrcnn_resnet50_fpn": "COCO_V1", "retinanet_resnet50_fpn": "COCO_V1"}
