@@ -104,7 +104,7 @@ def cmd_train_detector(a) -> None:
     import torch
 
     from jpegstudy.data import manifest as manifests
-    from jpegstudy.tasks import classification, detection, proposals
+    from jpegstudy.tasks import classification, detection, proposals, reference_files
     from jpegstudy.train import loop, task_model
 
     torch.set_num_threads(a.threads)
@@ -124,10 +124,9 @@ def cmd_train_detector(a) -> None:
     model = task_model.train(model, "detection", a.arch, train, out=a.out, epochs=p["epochs"],
                              batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"],
                              device=a.device)
-    backbone_fields = {k: backbone[k] for k in ("arch", "build_kwargs", "classes") if k in backbone}
     detection.save_reference(a.out, arch=a.arch, classes=train.classes, image_size=size, transform={},
                              source=f"train (backbone {a.backbone})", state_dict=model.state_dict(),
-                             backbone=backbone_fields)
+                             backbone=reference_files.backbone_fields(backbone))
     loop.finish(a.out)
 
 
@@ -135,7 +134,7 @@ def cmd_train_segmenter(a) -> None:
     import torch
 
     from jpegstudy.data import manifest as manifests
-    from jpegstudy.tasks import classification, segmentation
+    from jpegstudy.tasks import classification, reference_files, segmentation
     from jpegstudy.train import loop, task_model
 
     torch.set_num_threads(a.threads)
@@ -149,10 +148,10 @@ def cmd_train_segmenter(a) -> None:
     model = task_model.train(model, "segmentation", f"{a.encoder}+{a.decoder}", train, out=a.out, epochs=p["epochs"],
                              batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"],
                              device=a.device)
-    backbone_fields = {k: backbone[k] for k in ("arch", "build_kwargs", "classes") if k in backbone}
     segmentation.save_reference(a.out, encoder=a.encoder, decoder=a.decoder, classes=train.classes,
                                 image_size=p["image_size"], source=f"train (encoder from {a.backbone})",
-                                state_dict=model.state_dict(), backbone=backbone_fields)
+                                state_dict=model.state_dict(),
+                                backbone=reference_files.backbone_fields(backbone))
     loop.finish(a.out)
 
 

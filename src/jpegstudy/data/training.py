@@ -37,6 +37,12 @@ class TrainingImages(torch.utils.data.Dataset):
         return T.functional.pil_to_tensor(t(image)), self.manifest.images[i]["label"]
 
 
+def _flip(crop: int | None):
+    """A random horizontal flip (after a resize to crop x crop, if given) that transforms.v2 applies alike to the
+    image and its boxes, masks and label maps."""
+    return v2.Compose([*([v2.Resize((crop, crop))] if crop is not None else []), v2.RandomHorizontalFlip()])
+
+
 class DetectionTrainingImages(torch.utils.data.Dataset):
     """(uint8 (3, H, W) image, torchvision detection target) of a COCO-layout split: its boxes, labels and masks
     (data/coco.to_targets: crowd regions and degenerate boxes are not targets), flipped at random with the image;
@@ -50,8 +56,7 @@ class DetectionTrainingImages(torch.utils.data.Dataset):
         self.coco = coco.load_annotations(manifest)
         self.to_targets = coco.to_targets
         self.proposals = proposals
-        steps = [v2.Resize((crop, crop))] if crop is not None else []
-        self.transform = v2.Compose([*steps, v2.RandomHorizontalFlip()])
+        self.transform = _flip(crop)
 
     def __len__(self) -> int:
         return len(self.manifest.images)
@@ -82,8 +87,7 @@ class SegmentationTrainingImages(torch.utils.data.Dataset):
 
         self.manifest = manifest
         self.load_label = ade20k.load_label
-        steps = [v2.Resize((crop, crop))] if crop is not None else []
-        self.transform = v2.Compose([*steps, v2.RandomHorizontalFlip()])
+        self.transform = _flip(crop)
 
     def __len__(self) -> int:
         return len(self.manifest.images)

@@ -16,6 +16,12 @@ def read(path, task: str) -> dict:
     return ref
 
 
+def backbone_fields(classifier_meta: dict) -> dict:
+    """What a reference records of the classifier its backbone was made from: enough to build it again (its weights
+    are in the reference's own state_dict)."""
+    return {k: classifier_meta[k] for k in ("arch", "build_kwargs", "classes") if k in classifier_meta}
+
+
 def backbone_classifier(ref: dict) -> torch.nn.Module | None:
     """The untrained classifier a reference's backbone was made from (its weights are in the reference's own
     state_dict), or None for a network built without one (the paper's)."""
