@@ -99,16 +99,22 @@ CLASSIFICATION_KINDS = ("embedded", "imagenet")
 DETECTION_KINDS = ("embedded_coco", "coco")
 
 
+def _task_dataset_kind(config: dict, task: str, kinds: tuple[str, ...], models: str, needs: str) -> str:
+    """The kind of `task`'s dataset, refused unless it is one of datasets and of one of `kinds`."""
+    name = config[task]["dataset"]
+    if name not in config["datasets"]:
+        raise ConfigError(f"config {task}.dataset: {name!r} is not one of datasets ({', '.join(config['datasets'])})")
+    kind = config["datasets"][name]["kind"]
+    if kind not in kinds:
+        raise ConfigError(f"config {task}.dataset: {name!r} is a dataset of kind {kind}; {models} need one of kind "
+                          f"{' or '.join(kinds)} ({needs})")
+    return kind
+
+
 def check_detection(config: dict) -> None:
     """The detection section's references: its dataset's kind, each detector's backbone classifier."""
     det, classifiers = config["detection"], config["classification"]["models"]
-    if det["dataset"] not in config["datasets"]:
-        raise ConfigError(f"config detection.dataset: {det['dataset']!r} is not one of datasets "
-                          f"({', '.join(config['datasets'])})")
-    kind = config["datasets"][det["dataset"]]["kind"]
-    if kind not in DETECTION_KINDS:
-        raise ConfigError(f"config detection.dataset: {det['dataset']!r} is a dataset of kind {kind}; detectors "
-                          f"need one of kind {' or '.join(DETECTION_KINDS)} (boxes and masks)")
+    kind = _task_dataset_kind(config, "detection", DETECTION_KINDS, "detectors", "boxes and masks")
     for name, model in det["models"].items():
         key = f"config detection.models.{name}"
         arch = model.get("arch", name)
@@ -147,13 +153,7 @@ def check_segmentation(config: dict) -> None:
     """The segmentation section's references: its dataset's kind, each segmenter's backbone classifier or CSAIL
     files."""
     seg, classifiers = config["segmentation"], config["classification"]["models"]
-    if seg["dataset"] not in config["datasets"]:
-        raise ConfigError(f"config segmentation.dataset: {seg['dataset']!r} is not one of datasets "
-                          f"({', '.join(config['datasets'])})")
-    kind = config["datasets"][seg["dataset"]]["kind"]
-    if kind not in SEGMENTATION_KINDS:
-        raise ConfigError(f"config segmentation.dataset: {seg['dataset']!r} is a dataset of kind {kind}; segmenters "
-                          f"need one of kind {' or '.join(SEGMENTATION_KINDS)} (label maps)")
+    kind = _task_dataset_kind(config, "segmentation", SEGMENTATION_KINDS, "segmenters", "label maps")
     for name, model in seg["models"].items():
         key = f"config segmentation.models.{name}"
         weights = model["weights"]
