@@ -140,6 +140,79 @@ rule prepare_imagenet:
         " {params.check} --workers {threads} --out {output.manifest} > {log} 2>&1"
 
 
+# Forensics: a generator trained here on scenes of its own makes the fakes; the real images are other scenes.
+rule train_generator:
+    output:
+        generator=paths.generator("{dataset}"),
+    wildcard_constraints:
+        dataset=wildcard_names(config["datasets"], kind="embedded_forensics"),
+    params:
+        train=lambda w: as_json(
+            {
+                **config["datasets"][w.dataset]["generator"],
+                "image_size": config["datasets"][w.dataset]["image_size"],
+                "seed": config["seed"],
+            }
+        ),
+    threads: config["threads"]
+    conda:
+        ENV
+    log:
+        paths.log("data", "{dataset}-generator"),
+    benchmark:
+        paths.benchmark("data", "{dataset}-generator")
+    message:
+        "Training the generator of {wildcards.dataset}'s fakes on embedded scenes"
+    shell:
+        "jpegstudy train-generator --params {params.train:q} --threads {threads} --out {output.generator} > {log} 2>&1"
+
+
+rule prepare_embedded_forensics:
+    input:
+        generator=paths.generator("{dataset}"),
+    output:
+        manifest=paths.manifest("{dataset}", "{split}"),
+    wildcard_constraints:
+        dataset=wildcard_names(config["datasets"], kind="embedded_forensics"),
+        split="train|val",
+    params:
+        size=lambda w: config["datasets"][w.dataset]["image_size"],
+        images=lambda w: config["datasets"][w.dataset][f"{w.split}_images"],
+        seed=config["seed"],
+    conda:
+        ENV
+    log:
+        paths.log("data", "{dataset}-{split}"),
+    message:
+        "Writing the {wildcards.split} split of {wildcards.dataset}: real scenes and {input.generator}'s fakes"
+        " (CNNDetection layout)"
+    shell:
+        "jpegstudy prepare-embedded-forensics --dataset {wildcards.dataset} --split {wildcards.split}"
+        " --generator {input.generator} --images {params.images} --size {params.size} --seed {params.seed}"
+        " --out {output.manifest} > {log} 2>&1"
+
+
+rule prepare_forensics:
+    output:
+        manifest=paths.manifest("{dataset}", "{split}"),
+    wildcard_constraints:
+        dataset=wildcard_names(config["datasets"], kind="forensics"),
+        split="val|train",
+    params:
+        root=lambda w: config["datasets"][w.dataset][w.split],
+        check=lambda w: "" if config["datasets"][w.dataset]["check_images"] else "--no-check",
+    threads: lambda w: config["datasets"][w.dataset]["workers"]
+    conda:
+        ENV
+    log:
+        paths.log("data", "{dataset}-{split}"),
+    message:
+        "Listing {params.root} as the {wildcards.split} split of {wildcards.dataset} (CNNDetection layout, in place)"
+    shell:
+        "jpegstudy prepare-forensics --dataset {wildcards.dataset} --root {params.root:q} --split {wildcards.split}"
+        " {params.check} --workers {threads} --out {output.manifest} > {log} 2>&1"
+
+
 rule compress:
     input:
         manifest=paths.manifest("{dataset}", "val"),

@@ -212,3 +212,58 @@ if "segmentation" in config:
             "jpegstudy resolve-segmenter --encoder {params.encoder} --decoder {params.decoder}"
             " --encoder-weights {input.encoder:q} --decoder-weights {input.decoder:q} --classes-from {input.classes}"
             " --out {output.model} > {log} 2>&1"
+
+
+if "forensics" in config:
+    FOR = config["forensics"]
+
+    rule train_forensic:
+        input:
+            train=paths.manifest(FOR["dataset"], "train"),
+        output:
+            model=paths.reference("forensics", "{model}"),
+        wildcard_constraints:
+            model=wildcard_names(FOR["models"], weights="train"),
+        params:
+            train=lambda w: as_json(
+                {
+                    **dag.forensic_settings(FOR["models"][w.model]),
+                    **FOR["models"][w.model]["train"],
+                    "seed": config["seed"],
+                    "image_size": config["datasets"][FOR["dataset"]]["image_size"],
+                }
+            ),
+            device=config["device"],
+        threads: config["threads"]
+        resources:
+            mem_mb=2000,
+        conda:
+            ENV
+        log:
+            paths.log("models", "forensics-{model}"),
+        benchmark:
+            paths.benchmark("models", "forensics-{model}")
+        message:
+            "Training the forensic detector {wildcards.model} on {input.train}"
+        shell:
+            "jpegstudy train-forensic --train {input.train} --params {params.train:q} --threads {threads}"
+            " --device {params.device} --out {output.model} > {log} 2>&1"
+
+    rule resolve_forensic:
+        input:
+            weights=lambda w: FOR["models"][w.model]["weights"],
+        output:
+            model=paths.reference("forensics", "{model}"),
+        wildcard_constraints:
+            model=wildcard_names({n: m for n, m in FOR["models"].items() if m["weights"] != "train"}),
+        params:
+            settings=lambda w: as_json(dag.forensic_settings(FOR["models"][w.model])),
+        conda:
+            ENV
+        log:
+            paths.log("models", "forensics-{model}"),
+        message:
+            "Loading {input.weights} as the forensic detector {wildcards.model}"
+        shell:
+            "jpegstudy resolve-forensic --weights {input.weights:q} --params {params.settings:q}"
+            " --out {output.model} > {log} 2>&1"

@@ -34,7 +34,8 @@ SUMMARY_METRICS = [
 THROUGHPUT = expand(paths.throughput("classification", "{model}"), model=list(REPORT_MITIGATIONS))
 # Appendix E's table and figure: every task's models.
 ALL_THROUGHPUT = THROUGHPUT + [
-    paths.throughput(task, m) for task in ("detection", "segmentation") for m in config.get(task, {}).get("models", {})
+    paths.throughput(task, m) for task in ("detection", "segmentation", "forensics")
+    for m in config.get(task, {}).get("models", {})
 ]
 # Plotting options; the figures with drops also get the bootstrap settings of their bands.
 FIGURE = as_json(config["report"]["figure"])
@@ -67,16 +68,20 @@ REPORT_TARGETS += [paths.table(name) for name in TASK_TABLES]
 TASK_FIGURES = dag.task_figures(config)
 REPORT_TARGETS += [paths.figure(name, ext) for name in TASK_FIGURES for ext in ("pdf", "png")]
 REPORT_TARGETS += [paths.table("reference"), paths.table("throughput")]
-if "detection" in config:
-    REPORT_TARGETS.append(paths.table("reference_detection"))
-if "segmentation" in config:
-    REPORT_TARGETS.append(paths.table("reference_segmentation"))
+REFERENCE_TASKS = [task for task in ("detection", "segmentation", "forensics") if task in config]
+REPORT_TARGETS += [paths.table(f"reference_{task}") for task in REFERENCE_TASKS]
 REPORT_TARGETS += expand(paths.figure("throughput_classification", "{ext}"), ext=["pdf", "png"])
 REPORT_TARGETS += expand(paths.figure("model_classification_{model}", "{ext}"), model=list(CLS_MODELS),
                          ext=["pdf", "png"])
-# Appendix D.1 of the other tasks: segmentation's per-model plots (mIoU)
-MODEL_FIGURES = {model: "segmentation" for model in config.get("segmentation", {}).get("models", {})}
-REPORT_TARGETS += [paths.figure(f"model_segmentation_{model}", ext) for model in MODEL_FIGURES for ext in ("pdf", "png")]
+# Appendix D.1 of the other tasks: segmentation's (mIoU) and forensics' (accuracy) per-model plots, (task, model)
+MODEL_FIGURES = [
+    (task, model) for task in ("segmentation", "forensics") for model in config.get(task, {}).get("models", {})
+]
+REPORT_TARGETS += [
+    paths.figure(f"model_{task}_{model}", ext) for task, model in MODEL_FIGURES for ext in ("pdf", "png")
+]
+if "forensics" in config and config["datasets"][config["forensics"]["dataset"]]["kind"] == "embedded_forensics":
+    REPORT_TARGETS += [paths.figure("forensics_spectrum", ext) for ext in ("pdf", "png")]
 
 # What the study PDF includes, by place ("kind:name"): every table and the PDF of every figure above.
 STUDY_PIECES = {
@@ -84,11 +89,12 @@ STUDY_PIECES = {
 } | {
     f"figure:{Path(f).stem.removesuffix('_classification')}": f
     for f in REPORT_TARGETS
-    if f.endswith(".pdf") and not Path(f).stem.startswith(("model_classification_", "model_segmentation_"))
+    if f.endswith(".pdf") and not Path(f).stem.startswith(("model_classification_", "model_segmentation_",
+                                                           "model_forensics_"))
 } | {
     f"model:{model}": paths.figure(f"model_classification_{model}", "pdf") for model in CLS_MODELS
 } | {
-    f"model:{task}:{model}": paths.figure(f"model_{task}_{model}", "pdf") for model, task in MODEL_FIGURES.items()
+    f"model:{task}:{model}": paths.figure(f"model_{task}_{model}", "pdf") for task, model in MODEL_FIGURES
 } | {
     f"gradcam:{model}": path for model, path in APPENDIX_GRADCAM.items()
 } | {
@@ -221,36 +227,22 @@ rule table_reference:
         " --html {output.html} > {log} 2>&1"
 
 
-rule table_reference_detection:
+# The reference tables of the other tasks (appendix D.3): clean metrics beside the documented ones, where they are.
+rule table_reference_task:
     input:
-        metrics=dag.task_metrics(config, "detection", mitigations=("none",)),
+        metrics=lambda w: dag.task_metrics(config, w.task, mitigations=("none",)),
         template=template("reference_table.tex.j2"),
     output:
-        table=paths.table("reference_detection"),
-        html=dag.table_page("reference_detection", "reference_detection"),
+        table=paths.table("reference_{task}"),
+        html=dag.table_page("reference_{task}", "reference_task"),
+    wildcard_constraints:
+        task="|".join(REFERENCE_TASKS) or "(?!)",
     conda:
         ENV
     log:
-        paths.log("report", "table-reference_detection"),
+        paths.log("report", "table-reference_{task}"),
     message:
-        "Writing the detectors' reference table (clean box and mask mAP beside torchvision's documented ones)"
-    shell:
-        "jpegstudy table --kind reference {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
-
-
-rule table_reference_segmentation:
-    input:
-        metrics=dag.task_metrics(config, "segmentation", mitigations=("none",)),
-        template=template("reference_table.tex.j2"),
-    output:
-        table=paths.table("reference_segmentation"),
-        html=dag.table_page("reference_segmentation", "reference_segmentation"),
-    conda:
-        ENV
-    log:
-        paths.log("report", "table-reference_segmentation"),
-    message:
-        "Writing the segmenters' reference table (clean mIoU and pixel accuracy beside CSAIL's documented ones)"
+        "Writing the {wildcards.task} models' reference table (their clean metrics, beside documented ones)"
     shell:
         "jpegstudy table --kind reference {input.metrics} --out {output.table} --html {output.html} > {log} 2>&1"
 
@@ -399,32 +391,53 @@ rule figure_model_classification:
         " --out {output.pdf} {output.png} > {log} 2>&1"
 
 
-rule figure_model_segmentation:
+rule figure_model_task:
     input:
-        metrics=lambda w: dag.task_metrics(config, "segmentation", models=(w.model,)),
+        metrics=lambda w: dag.task_metrics(config, w.task, models=(w.model,)),
     output:
-        pdf=paths.figure("model_segmentation_{model}", "pdf"),
-        png=dag.figure_png("model_segmentation_{model}", "model_classification", "Appendix D.1: per-model plots",
+        pdf=paths.figure("model_{task}_{model}", "pdf"),
+        png=dag.figure_png("model_{task}_{model}", "model_classification", "Appendix D.1: per-model plots",
                            "{model}"),
     wildcard_constraints:
-        model="|".join(MODEL_FIGURES) or "(?!)",
+        task="|".join(sorted({task for task, _ in MODEL_FIGURES})) or "(?!)",
+        model="|".join(model for _, model in MODEL_FIGURES) or "(?!)",
     params:
-        figure=as_json(
+        figure=lambda w: as_json(
             {
                 **config["report"]["figure"],
-                "field": "miou",
+                "field": dag.TASK_FIELDS[w.task],
                 "confidence": {**config["confidence"], "seed": config["seed"]},
             }
         ),
     conda:
         ENV
     log:
-        paths.log("report", "figure-model_segmentation-{model}"),
+        paths.log("report", "figure-model_{task}-{model}"),
     message:
-        "Plotting {wildcards.model}'s mIoU against JPEG quality with each mitigation (appendix D.1)"
+        "Plotting the {wildcards.task} model {wildcards.model}'s metric against JPEG quality with each mitigation"
+        " (appendix D.1)"
     shell:
         "jpegstudy figure --kind model {input.metrics} --params {params.figure:q}"
         " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule figure_forensics_spectrum:
+    input:
+        manifest=lambda w: paths.manifest(config["forensics"]["dataset"], "val"),
+    output:
+        pdf=paths.figure("forensics_spectrum", "pdf"),
+        png=dag.figure_png("forensics_spectrum", "forensics_spectrum", "Forensics: the fakes' traces"),
+    params:
+        figure=FIGURE,
+    conda:
+        ENV
+    log:
+        paths.log("report", "figure-forensics_spectrum"),
+    message:
+        "Plotting real and fake validation images and the mean spectra of their residuals (the generator's traces)"
+    shell:
+        "jpegstudy spectrum --manifest {input.manifest} --params {params.figure:q} --out {output.pdf} {output.png}"
+        " > {log} 2>&1"
 
 
 rule figure_throughput_classification:
@@ -450,7 +463,7 @@ rule study_pdf:
     input:
         pieces=list(STUDY_PIECES.values()),
         metrics=ALL_METRICS + ALL_THROUGHPUT + dag.task_metrics(config, "detection")
-        + dag.task_metrics(config, "segmentation"),
+        + dag.task_metrics(config, "segmentation") + dag.task_metrics(config, "forensics"),
         template=template("study.tex.j2"),
     output:
         pdf=report(paths.study_pdf(), caption="captions/study_pdf.rst", category="Study PDF"),

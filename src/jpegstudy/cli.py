@@ -167,6 +167,87 @@ def cmd_resolve_segmenter(a) -> None:
     print(f"{a.out}: {a.encoder} + {a.decoder} from {a.encoder_weights} and {a.decoder_weights}")
 
 
+def cmd_train_generator(a) -> None:
+    import torch
+
+    from jpegstudy.data import fakes
+
+    torch.set_num_threads(a.threads)
+    p = _json(a.params)
+    images = fakes.scenes(p["seed"], "generator", p["images"], p["image_size"])
+    generator, losses = fakes.train(images, channels=p["channels"], blocks=p["blocks"], epochs=p["epochs"],
+                                    batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"])
+    for epoch, loss in enumerate(losses, start=1):
+        print(f"epoch {epoch}: mean L1 {loss:.4f}")
+    fakes.save(a.out, generator, {**p, "losses": losses})
+    print(f"{a.out}: generator trained on {len(images)} scenes of {p['image_size']} px")
+
+
+def cmd_prepare_embedded_forensics(a) -> None:
+    from jpegstudy import atomic
+    from jpegstudy.data import fakes
+
+    out = Path(a.out)  # .../{split}/manifest.json; 0_real and 1_fake go beside it
+    with atomic.output_dir(out.parent) as tmp:
+        manifest = fakes.write_split(tmp, a.split, a.images, a.size, a.seed, a.generator, dataset=a.dataset)
+        manifest.write(tmp / out.name)
+    peak = manifest.source["upsampling_peak"]
+    print(f"{out}: {a.images} real and {a.images} fake images; spectrum peak at the upsampling frequencies "
+          f"{peak['real']:.2f} (real), {peak['fake']:.2f} (fake)")
+
+
+def cmd_prepare_forensics(a) -> None:
+    from jpegstudy.data import forensics
+
+    manifest = forensics.manifest(a.root, a.split, dataset=a.dataset, check=not a.no_check, workers=a.workers)
+    manifest.write(a.out)
+    counts = manifest.source["counts"]
+    print(f"{a.out}: {counts['real']} real and {counts['fake']} fake images of {a.root} "
+          f"({', '.join(manifest.source['encodings'])})")
+
+
+def _forensic_settings(p: dict) -> dict:
+    keys = ("layers", "width") if p["detector"] == "wang2020" else ("block", "width")
+    return {k: p[k] for k in keys if p.get(k) is not None}
+
+
+def cmd_train_forensic(a) -> None:
+    import torch
+
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.tasks import forensics
+    from jpegstudy.train import loop, task_model
+
+    torch.set_num_threads(a.threads)
+    p = _json(a.params)
+    train = manifests.read(a.train)
+    forensics.check_eval_set(train, {}, a.train, a.out)
+    settings = _forensic_settings(p)
+    torch.manual_seed(p["seed"])  # the initial weights: two runs must give the same detector
+    model = forensics.build(p["detector"], settings)
+    model = task_model.train(model, "forensics", p["detector"], train, out=a.out, epochs=p["epochs"],
+                             batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"], seed=p["seed"],
+                             device=a.device)
+    forensics.save_reference(a.out, detector=p["detector"], settings=settings,
+                             transform=forensics.transform_of(p["detector"], p.get("crop"), p.get("size")),
+                             image_size=p["image_size"], source="train", state_dict=model.state_dict())
+    loop.finish(a.out)
+
+
+def cmd_resolve_forensic(a) -> None:
+    from jpegstudy import atomic
+    from jpegstudy.tasks import forensics
+
+    p = _json(a.params)
+    settings = _forensic_settings(p)
+    state_dict = forensics.resolve(p["detector"], settings, a.weights)
+    forensics.save_reference(a.out, detector=p["detector"], settings=settings,
+                             transform=forensics.transform_of(p["detector"], p.get("crop"), p.get("size")),
+                             image_size=None, source=a.weights, source_sha256=atomic.sha256_file(a.weights),
+                             state_dict=state_dict)
+    print(f"{a.out}: {p['detector']} from {a.weights}")
+
+
 def cmd_propose(a) -> None:
     import torch
 
@@ -413,6 +494,13 @@ def cmd_figure(a) -> None:
          "model": figures.model_figure, "throughput": figures.throughput_figure}[a.kind](a.metrics, a.out, p)
 
 
+def cmd_spectrum(a) -> None:
+    from jpegstudy.report import spectrum
+
+    peaks = spectrum.spectrum_figure(a.manifest, a.out, _json(a.params))
+    print(f"{', '.join(a.out)}: upsampling peak {peaks['real']:.2f} (real), {peaks['fake']:.2f} (fake)")
+
+
 def _appendix_args(a) -> dict:
     """The keyword arguments both appendix figures take, from the command's options."""
     import torch
@@ -589,6 +677,48 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_resolve_segmenter)
 
+    s = sub.add_parser("train-generator", help="train the embedded study's fake-image generator on embedded scenes")
+    s.add_argument("--params", required=True,
+                   help="JSON: images, image_size, channels, blocks, epochs, batch_size, lr, seed")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_train_generator)
+
+    s = sub.add_parser("prepare-embedded-forensics",
+                       help="generate one real/fake split of the embedded forensics set (CNNDetection layout)")
+    s.add_argument("--dataset", default="fakes", help="the dataset's name in config")
+    s.add_argument("--split", required=True, choices=["train", "val"])
+    s.add_argument("--generator", required=True, help="the generator file (train-generator) that makes the fakes")
+    s.add_argument("--images", type=int, required=True, help="real images, and as many fakes")
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="the manifest to write; 0_real and 1_fake go in its folder")
+    s.set_defaults(func=cmd_prepare_embedded_forensics)
+
+    s = sub.add_parser("prepare-forensics", help="reference a CNNDetection-layout real/fake set in place")
+    s.add_argument("--dataset", required=True)
+    s.add_argument("--root", required=True, help="the set's folder: 0_real and 1_fake, or class folders of them")
+    s.add_argument("--split", required=True)
+    s.add_argument("--no-check", action="store_true", help="list the files without decoding them")
+    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_prepare_forensics)
+
+    s = sub.add_parser("train-forensic", help="train an embedded forensic detector on a real/fake training split")
+    s.add_argument("--train", required=True, help="the training split's manifest")
+    s.add_argument("--params", required=True, help="JSON: detector, its network settings, crop or size, epochs, "
+                   "batch_size, lr, weight_decay, seed, image_size")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_train_forensic)
+
+    s = sub.add_parser("resolve-forensic", help="Wang et al.'s or Chai et al.'s checkpoint as a forensic reference")
+    s.add_argument("--weights", required=True, help="the authors' checkpoint file")
+    s.add_argument("--params", required=True, help="JSON: detector, its network settings, crop or size")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_resolve_forensic)
+
     s = sub.add_parser("propose", help="a Faster/Mask R-CNN's RPN proposals on a COCO-layout split (Fast R-CNN's)")
     s.add_argument("--reference", required=True, help="the reference file of the detector whose RPN proposes")
     s.add_argument("--split", required=True, help="the (clean) split's manifest")
@@ -722,6 +852,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--params", default="", help="JSON plotting options (width, height, dpi, field; quality)")
     s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
     s.set_defaults(func=cmd_figure)
+
+    s = sub.add_parser("spectrum", help="a real/fake set's examples and the mean spectra of its two halves")
+    s.add_argument("--manifest", required=True, help="the set's manifest (CNNDetection layout)")
+    s.add_argument("--params", default="", help="JSON plotting options (dpi)")
+    s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
+    s.set_defaults(func=cmd_spectrum)
 
     for name, func, help in (
         ("gradcam", cmd_gradcam, "appendix A: GradCAM and guided-backprop maps of one model on a few fixed images"),

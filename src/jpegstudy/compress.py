@@ -30,9 +30,12 @@ def _compress_one(args: tuple[Path, str | None, Path, int]) -> str:
 
 
 def _annotations(src: manifests.Manifest, out_dir: Path) -> dict:
-    """A COCO or ADE20K split's annotation reference (data/coco.py, data/ade20k.py), carried to its compressed
-    copies, whose ground truth is the original's. Relative paths are rebased onto the copy's folder, so results/
+    """A COCO or ADE20K split's annotation reference (data/coco.py, data/ade20k.py), or a real/fake set's layout
+    (data/forensics.py), carried to its compressed copies, whose ground truth is the original's. Relative paths are rebased onto the copy's folder, so results/
     stays movable."""
+    if src.source.get("layout") == "forensics":  # labels are in the entries; the copies' sources are JPEGs
+        return {"layout": "forensics", "groups": src.source.get("groups", []), "counts": src.source.get("counts"),
+                "encodings": ["jpeg"], "source_encodings": src.source.get("encodings")}
     if "annotations" not in src.source:
         return {}
     out = {k: src.source[k] for k in ("layout", "annotations", "annotations_sha256", "category_ids",
@@ -59,7 +62,8 @@ def compress_split(manifest_path: str | Path, quality, out_dir: str | Path, mani
         else:
             digests = [_compress_one(job) for job in jobs]
         # Every field of an entry is kept (a label, or a COCO image's id and size): only the file changes.
-        images = [{**im, "path": name, "sha256": digest} for name, im, digest in zip(names, src.images, digests)]
+        images = [{**im, "path": name, "sha256": digest, **({"encoding": "jpeg"} if "encoding" in im else {})}
+                  for name, im, digest in zip(names, src.images, digests)]
         out = manifests.Manifest(
             dataset=src.dataset, split=f"{src.split}-q{q}", root=".", classes=src.classes, images=images,
             source={"manifest": str(manifest_path), "manifest_sha256": atomic.sha256_file(manifest_path),

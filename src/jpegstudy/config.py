@@ -92,6 +92,8 @@ def check_semantics(config: dict) -> None:
         check_detection(config)
     if "segmentation" in config:
         check_segmentation(config)
+    if "forensics" in config:
+        check_forensics(config)
     check_mitigations(config)
 
 
@@ -176,6 +178,25 @@ def check_segmentation(config: dict) -> None:
         if arch != EMBEDDED_ENCODERS[model["encoder"]]:
             raise ConfigError(f"{key}.backbone: {backbone!r} is a {arch}; {model['encoder']} is made from a "
                               f"{EMBEDDED_ENCODERS[model['encoder']]}")
+
+
+FORENSICS_KINDS = ("embedded_forensics", "forensics")
+
+
+def check_forensics(config: dict) -> None:
+    """The forensics section's references: its dataset's kind, each detector's weights and test-time settings."""
+    kind = _task_dataset_kind(config, "forensics", FORENSICS_KINDS, "forensic detectors", "0_real and 1_fake")
+    for name, model in config["forensics"]["models"].items():
+        key = f"config forensics.models.{name}"
+        detector, weights = model["detector"], model["weights"]
+        if weights == "train" and kind != "embedded_forensics":
+            raise ConfigError(f"{key}.weights: 'train' is for embedded_forensics datasets only; give the authors' "
+                              "checkpoint file")
+        if weights != "train" and not Path(weights).is_file():
+            raise ConfigError(f"{key}.weights: {weights} is neither 'train' nor an existing checkpoint file")
+        misplaced = {"wang2020": "size", "chai2020": "crop"}[detector]
+        if model.get(misplaced) is not None:
+            raise ConfigError(f"{key}.{misplaced}: {detector} takes no {misplaced} (wang2020 a crop, chai2020 a size)")
 
 
 def _check_proposals(models: dict, name: str, arch: str) -> None:
@@ -305,7 +326,7 @@ def _check_train_split(config: dict, key: str, name: str, kinds: tuple[str, ...]
     if ds["kind"] not in kinds:
         raise ConfigError(f"config {key}: {name!r} is a dataset of kind {ds['kind']}; {task} trains on "
                           f"{' or '.join(kinds)} data")
-    if ds["kind"] in ("imagenet", "coco") and not ds.get("train"):
+    if ds["kind"] in ("imagenet", "coco", "forensics") and not ds.get("train"):
         raise ConfigError(f"config datasets.{name}.train: the mitigations train on {name}'s train split; give "
                           f"its folder, or leave {task}.mitigations empty")
     if ds["kind"] == "coco" and not ds.get("train_annotations"):
@@ -317,7 +338,7 @@ def check_mitigations(config: dict) -> None:
     """The mitigation keys that refer to other keys: models, datasets with a train split, files."""
     cls, correction = config["classification"], config["correction"]
     kinds = {"classification": CLASSIFICATION_KINDS, "detection": DETECTION_KINDS,
-             "segmentation": SEGMENTATION_KINDS}
+             "segmentation": SEGMENTATION_KINDS, "forensics": FORENSICS_KINDS}
     for task in study_tasks(config):
         section = config[task]
         if not section["mitigations"]:

@@ -46,6 +46,13 @@ def finetune_input(config: dict, w) -> dict:
     }
 
 
+def forensic_settings(model: dict) -> dict:
+    """What builds a forensic detector and its test-time transform, from its config: the detector, its network's
+    settings (wang2020's layers and width, chai2020's block and width) and its crop or size."""
+    keys = ("layers", "width", "crop") if model["detector"] == "wang2020" else ("block", "width", "size")
+    return {"detector": model["detector"], **{k: model[k] for k in keys if model.get(k) is not None}}
+
+
 def proposals_input(config: dict, task: str, model: str, split: str) -> dict:
     """{"proposals": file} of a Fast R-CNN on a split (its source's RPN output, or the user's file), else {}."""
     source = config[task]["models"][model].get("proposals")
@@ -132,12 +139,13 @@ def task_metrics(config: dict, task: str, models=None, mitigations=None) -> list
 
 
 # The headline field of each task beside classification, in the tables and figures of every model (Appendix D.2-3)
-TASK_FIELDS = {"detection": "map", "segmentation": "miou"}
+TASK_FIELDS = {"detection": "map", "segmentation": "miou", "forensics": "accuracy"}
 
 
 def task_tables(config: dict) -> dict[str, tuple[str, list[str]]]:
     """The tables of the tasks beside classification (appendix D.2): {name: (field, metric files)}: box mAP of every
-    detector and mask mAP of those with a mask head; mIoU of every segmenter."""
+    detector and mask mAP of those with a mask head; mIoU of every segmenter; real/fake accuracy of every forensic
+    detector (appendix Table 4)."""
     tables = {task: (field, task_metrics(config, task)) for task, field in TASK_FIELDS.items() if task in config}
     if "detection" in config:
         models = config["detection"]["models"]
@@ -148,7 +156,8 @@ def task_tables(config: dict) -> dict[str, tuple[str, list[str]]]:
 
 
 def task_figures(config: dict) -> dict[str, tuple[str, str, list[str]]]:
-    """The detection and segmentation panels of Figures 3 and 4: {name: (figure kind, field, metric files)}."""
+    """The detection, segmentation and forensics panels of Figures 3 and 4 (forensics': Figure 6a and 6b):
+    {name: (figure kind, field, metric files)}."""
     figures = {}
     for task, field in TASK_FIELDS.items():
         if task not in config:

@@ -24,6 +24,11 @@ def predictions(task: str, model: str, mitigation: str) -> str:
     return f"{RESULTS}/predictions/{task}/{model}/{mitigation}"
 
 
+def generator(dataset: str) -> str:
+    """The generator that makes an embedded_forensics dataset's fakes (data/fakes.py)."""
+    return f"{RESULTS}/models/forensics/generator/{dataset}.pt"
+
+
 def proposals(model: str, split: str) -> str:
     """The RPN proposals of the detector `model` on a clean split: a Fast R-CNN's input (tasks/proposals.py)."""
     return f"{RESULTS}/proposals/detection/{model}/{split}.json"

@@ -81,7 +81,14 @@ def drops(df: pd.DataFrame, field: str, relative_to: str = "own", confidence: di
 def _drop_interval(clean: pd.Series, compressed: pd.Series, field: str, confidence: dict) -> tuple[float, float]:
     """The paired bootstrap interval of clean minus compressed `field`, resampling the images the rows' task keeps
     results of: classification's hits per image, detection's COCOeval records (detection_metric), segmentation's
-    intersections and unions (segmentation_metric)."""
+    intersections and unions (segmentation_metric), forensics' per-image values (forensics_metric)."""
+    if clean.get("task") == "forensics":
+        from jpegstudy.tasks import forensics_metric
+
+        for row in (clean, compressed):
+            if not isinstance(row.get("per_image"), dict):
+                raise ValueError(f"{row['source']}: row {row['id']} keeps no per-image results (rerun its evaluation)")
+        return forensics_metric.drop_interval(clean["per_image"], compressed["per_image"], field, **confidence)
     if clean.get("task") == "segmentation":
         from jpegstudy.tasks import segmentation_metric
 

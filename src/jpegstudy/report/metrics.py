@@ -8,12 +8,14 @@ from pathlib import Path
 import pandas as pd
 
 FIELD_LABELS = {"top1": "Top-1 (\\%)", "top5": "Top-5 (\\%)", "map": "Box mAP@[.5:.95] (\\%)",
-                "mask_ap": "Mask mAP@[.5:.95] (\\%)", "miou": "mIoU (\\%)", "pixel_acc": "Pixel accuracy (\\%)"}
+                "mask_ap": "Mask mAP@[.5:.95] (\\%)", "miou": "mIoU (\\%)", "pixel_acc": "Pixel accuracy (\\%)",
+                "accuracy": "Real/fake accuracy (\\%)", "ap": "AP (\\%)"}
 FIELD_NAMES = {"top1": "top-1", "top5": "top-5", "map": "box mAP", "mask_ap": "mask mAP", "miou": "mIoU",
-               "pixel_acc": "pixel accuracy"}  # plain text, for figures
+               "pixel_acc": "pixel accuracy", "accuracy": "accuracy", "ap": "AP",
+               "image_accuracy": "image accuracy", "patch_accuracy": "patch accuracy"}  # plain text, for figures
 # What a table's caption calls each task's rows.
 TASK_TITLES = {"classification": "Classification", "detection": "Detection and instance segmentation",
-               "segmentation": "Semantic segmentation"}
+               "segmentation": "Semantic segmentation", "forensics": "GAN-image forensics"}
 
 # The order in which every table and figure lists mitigations: the model alone, the model retrained, the
 # correctors (QGAC off the shelf, task-targeted, transferred from another model), then the quality-aware baselines.

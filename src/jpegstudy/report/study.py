@@ -41,6 +41,10 @@ FIGURES = {
     "drop_segmentation": "Drop in mIoU against JPEG quality, per segmenter, without mitigation (Figure 3, "
                          "segmentation)",
     "mitigation_segmentation": "Drop in mIoU against JPEG quality with each mitigation (Figure 4, segmentation)",
+    "drop_forensics": "Drop in real/fake accuracy against JPEG quality, per detector, without mitigation (Figure 6a)",
+    "mitigation_forensics": "Drop in real/fake accuracy against JPEG quality with each mitigation (Figure 6b)",
+    "forensics_spectrum": "Real and fake validation images and the mean spectra of their residuals: the traces of "
+                          "the generator's upsampling",
     "throughput": "Throughput of each model alone and with each corrector (Figure 19)",
 }
 
@@ -124,7 +128,8 @@ def _what(row: dict) -> str:
 
 
 # The values a provenance entry lists of each row: every number the tables and figures can show of it.
-RECORDED = ("top1", "top5", "map", "ap50", "ap75", "mask_ap", "mask_ap50", "mask_ap75", "miou", "pixel_acc")
+RECORDED = ("top1", "top5", "map", "ap50", "ap75", "mask_ap", "mask_ap50", "mask_ap75", "miou", "pixel_acc",
+            "accuracy", "image_accuracy", "patch_accuracy", "ap")
 
 
 def _values(row: dict) -> str:

@@ -244,6 +244,8 @@ REFERENCE_COLUMNS = {
     "segmentation": Reference(("miou", "pixel_acc"), ("mIoU", "Pixel acc."), documented.CSAIL_FIELDS, "CSAIL",
                               "ADE20K validation mIoU and pixel accuracy (single-scale test)", "segmenter",
                               documented_segmentation),
+    # No documented values: the authors' published figures are on their own test sets, not a set this study has.
+    "forensics": Reference(("accuracy", "ap"), ("Accuracy", "AP"), (), None, None, "forensic detector", None),
 }
 
 
@@ -274,12 +276,13 @@ def reference_table(metric_files) -> str:
     for name, rows in df.groupby("model", sort=False):
         clean = by_quality(rows)[None]
         config = clean["provenance"]["config"].get(f"{task}.models.{name}", {})
-        found = ref.lookup(config, name)
         measured = cell(clean, second) if pd.notna(clean.get(second)) else "--"  # a detector without masks
-        shown = found if found is not None and keys[1] in found else None
-        models.append({"name": name, "arch": _arch(config, name), "weights": weights_shown(config),
-                       "cells": [cell(clean, first), interval_cell(clean, first), measured,
-                                 documented_cell(found, keys[0]), documented_cell(shown, keys[1])]})
+        cells = [cell(clean, first), interval_cell(clean, first), measured]
+        if ref.lookup is not None:
+            found = ref.lookup(config, name)
+            shown = found if found is not None and keys[1] in found else None
+            cells += [documented_cell(found, keys[0]), documented_cell(shown, keys[1])]
+        models.append({"name": name, "arch": _arch(config, name), "weights": weights_shown(config), "cells": cells})
     return environment().get_template("reference_table.tex.j2").render(
         sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], models=models,
         confidence_label=confidence_label(df), heads=ref.heads, documented_what=ref.what, documented_by=ref.by,
@@ -288,9 +291,11 @@ def reference_table(metric_files) -> str:
 
 
 def _arch(config: dict, name: str) -> str:
-    """A model's architecture: its arch, or a segmenter's encoder + decoder."""
+    """A model's architecture: its arch, a segmenter's encoder + decoder, a forensic detector's name."""
     if "encoder" in config:
         return f"{config['encoder']} + {config.get('decoder', '?')}"
+    if "detector" in config:
+        return config["detector"]
     return config.get("arch", name)
 
 

@@ -35,7 +35,7 @@ import importlib
 from types import ModuleType
 
 TASKS = {"classification": "jpegstudy.tasks.classification", "detection": "jpegstudy.tasks.detection",
-         "segmentation": "jpegstudy.tasks.segmentation"}
+         "segmentation": "jpegstudy.tasks.segmentation", "forensics": "jpegstudy.tasks.forensics"}
 
 
 def get(name: str) -> ModuleType:

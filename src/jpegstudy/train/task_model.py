@@ -1,7 +1,8 @@
-"""Train an embedded task model (a detector: tasks/detection.build; a segmenter: tasks/segmentation.build) on an
-embedded training split (COCO or ADE20K layout): the embedded study's stand-in for published COCO and ADE20K
-weights. Its backbone starts from an embedded classifier's weights, as the real ones start from ImageNet weights;
-the images are the lossless originals, flipped at random; the loss is the task's own (finetune_loss).
+"""Train an embedded task model (a detector: tasks/detection.build; a segmenter: tasks/segmentation.build; a forensic
+detector: tasks/forensics.build) on an embedded training split (COCO, ADE20K or CNNDetection layout): the embedded
+study's stand-in for published COCO, ADE20K and CNNDetection weights. A detector's or segmenter's backbone starts
+from an embedded classifier's weights, as the real ones start from ImageNet weights; the images are the lossless
+originals, flipped at random; the loss is the task's own (finetune_loss).
 
 AdamW with a one-cycle schedule (15 % warm-up): at 64 px, 400 scenes and 12 epochs Faster R-CNN reached 39.7 box
 mAP this way (benchmarks/detection_cpu.py). Resumable per epoch (train.loop); deterministic for a seed on CPU.
@@ -38,7 +39,8 @@ def train(model: torch.nn.Module, task: str, arch: str, manifest: Manifest, *, o
             total, steps = total + loop.step(loss, optimizer, schedule), steps + 1
         return f"mean {task} loss {total / steps:.4f}"
 
-    settings = {"what": {"detection": "detector", "segmentation": "segmenter"}[task], "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+    what = {"detection": "detector", "segmentation": "segmenter", "forensics": "forensic detector"}[task]
+    settings = {"what": what, "arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                 "weight_decay": weight_decay, "seed": seed, "images": len(manifest.images)}
     loop.run_epochs(out, epochs=epochs, seed=seed, settings=settings,
                     states={"model": model, "optimizer": optimizer, "schedule": schedule}, epoch_fn=epoch)
