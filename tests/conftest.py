@@ -46,6 +46,9 @@ REPEATED = (
     "results/models/segmentation/resnet18_ppm/reference.pt", "results/models/segmentation/mobilenet_c1/finetune.pt",
     "results/models/correction/qgac/ttac/segmentation-resnet18_ppm.pt",
     "results/predictions/segmentation/resnet18_ppm/ttac/q10.json",
+    "results/models/forensics/generator/fakes.pt", "results/models/forensics/wang/reference.pt",
+    "results/models/forensics/chai/finetune.pt", "results/models/correction/qgac/ttac/forensics-chai.pt",
+    "results/predictions/forensics/chai/ttac/q10.json",
     *(f"reports/appendix/{kind}_classification_{model}.{ext}" for kind in ("gradcam", "qualitative")
       for model in ("resnet18", "mobilenet_v2") for ext in ("pdf", "png")),
 )

@@ -72,7 +72,7 @@ def test_semantic_errors_name_the_key(tmp_path):
     config = copy.deepcopy(base)
     config["classification"]["dataset"] = "imagenet"
     with pytest.raises(ConfigError, match=r"^config classification.dataset: 'imagenet' is not one of datasets "
-                                          r"\(embedded, scenes, parsing\)$"):
+                                          r"\(embedded, scenes, parsing, fakes\)$"):
         check_semantics(config)
     config = copy.deepcopy(base)
     config["datasets"]["real"] = {"kind": "imagenet", "val": str(tmp_path)}
@@ -123,6 +123,31 @@ def test_provenance_keeps_training_keys_only_for_models_trained_here():
      r"^config datasets.real.root: an ade20k dataset needs its ADEChallengeData2016 folder$"),
 ])
 def test_segmentation_config_errors_name_the_key(change, message):
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    change(config)
+    validate(config, str(SCHEMA))
+    with pytest.raises(ConfigError, match=message):
+        check_semantics(config)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["forensics"].update(dataset="parsing"),
+     r"^config forensics.dataset: 'parsing' is a dataset of kind embedded_ade20k; forensic detectors need one of kind "
+     r"embedded_forensics or forensics \(0_real and 1_fake\)$"),
+    (lambda c: c["forensics"]["models"]["wang"].update(weights="/no/blur_jpg_prob0.5.pth"),
+     r"^config forensics.models.wang.weights: /no/blur_jpg_prob0.5.pth is neither 'train' nor an existing "
+     r"checkpoint file$"),
+    (lambda c: c["forensics"]["models"]["chai"].update(crop=224),
+     r"^config forensics.models.chai.crop: chai2020 takes no crop \(wang2020 a crop, chai2020 a size\)$"),
+    (lambda c: c["forensics"]["mitigate"].update(crop=32),
+     r"^config forensics.mitigate.crop: a random resized crop resamples the training images"),
+    (lambda c: c["datasets"].update(cnn={"kind": "forensics", "val": "/no/progan"}),
+     r"^config datasets.cnn.val: /no/progan does not exist$"),
+    (lambda c: (c["datasets"].update(cnn={"kind": "forensics", "val": str(REPO)}), c["forensics"].update(
+        dataset="cnn")),
+     r"^config forensics.models.wang.weights: 'train' is for embedded_forensics datasets only"),
+])
+def test_forensics_config_errors_name_the_key(change, message):
     config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     change(config)
     validate(config, str(SCHEMA))

@@ -185,6 +185,9 @@ def test_paper_config_names_torchvisions_coco_detectors(tmp_path):
         for part in ("encoder", "decoder"):
             (tmp_path / f"{name}-{part}.pth").write_bytes(b"")
             segmenter["weights"][part] = str(tmp_path / f"{name}-{part}.pth")
+    for name, detector in config["forensics"]["models"].items():  # and the forensic detectors' checkpoints
+        (tmp_path / f"{name}.pth").write_bytes(b"")
+        detector["weights"] = str(tmp_path / f"{name}.pth")
     models = config["detection"]["models"]
     assert {m["arch"]: m["weights"] for m in models.values()} == {
         "fasterrcnn_resnet50_fpn": "COCO_V1", "maskrcnn_resnet50_fpn": "COCO_V1", "retinanet_resnet50_fpn": "COCO_V1"}

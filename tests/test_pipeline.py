@@ -171,7 +171,9 @@ REMADE = ("reports/tables/classification.tex", "reports/tables/ac_comparison.tex
           "reports/figures/drop_classification.png", "reports/appendix/qualitative_detection_mask_rcnn.png",
           "reports/appendix/tide_mask_rcnn_q10.png", "reports/tables/segmentation.tex",
           "reports/figures/model_segmentation_resnet18_ppm.png",
-          "reports/appendix/qualitative_segmentation_resnet18_ppm.png")
+          "reports/appendix/qualitative_segmentation_resnet18_ppm.png", "reports/tables/forensics.tex",
+          "reports/figures/mitigation_forensics.png", "reports/figures/model_forensics_chai.png",
+          "reports/figures/forensics_spectrum.png")
 
 
 def test_tables_and_figures_remade_from_the_same_results_are_the_same_bytes(smoke_copy):

@@ -836,7 +836,8 @@ def parser() -> argparse.ArgumentParser:
                    help="classification: every model and mitigation (appendix D.2); ac-comparison: Table 1; "
                         "transfer: own against transferred TTAC correctors (Table 5); reference: clean results "
                         "beside torchvision's (D.3); throughput: images/s (E)")
-    s.add_argument("--field", default="top1", choices=["top1", "top5", "map", "mask_ap", "miou", "pixel_acc"])
+    s.add_argument("--field", default="top1",
+                   choices=["top1", "top5", "map", "mask_ap", "miou", "pixel_acc", "accuracy", "ap"])
     s.add_argument("--params", default="", help="JSON; classification: intervals (bool); ac-comparison: qualities")
     s.add_argument("--out", required=True, help="the LaTeX table (.tex)")
     s.add_argument("--html", help="also its HTML page (for snakemake's report), each number's ref kept")

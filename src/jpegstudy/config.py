@@ -186,6 +186,9 @@ FORENSICS_KINDS = ("embedded_forensics", "forensics")
 def check_forensics(config: dict) -> None:
     """The forensics section's references: its dataset's kind, each detector's weights and test-time settings."""
     kind = _task_dataset_kind(config, "forensics", FORENSICS_KINDS, "forensic detectors", "0_real and 1_fake")
+    if config["forensics"]["mitigate"].get("crop"):
+        raise ConfigError("config forensics.mitigate.crop: a random resized crop resamples the training images and "
+                          "erases the traces a forensic detector reads; leave it out (images keep their size)")
     for name, model in config["forensics"]["models"].items():
         key = f"config forensics.models.{name}"
         detector, weights = model["detector"], model["weights"]

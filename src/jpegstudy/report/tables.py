@@ -86,7 +86,7 @@ def confidence_label(df: pd.DataFrame) -> str:
 
 
 # A task's table of its headline field is labelled tab:{task}; of another field, tab:{task}-{field}.
-HEADLINE_FIELDS = ("top1", "map", "miou")
+HEADLINE_FIELDS = ("top1", "map", "miou", "accuracy")
 
 
 def classification_table(metric_files, field: str = "top1", intervals: bool = True) -> str:
