@@ -23,14 +23,13 @@ and the first offending key. Each built net records detector = "wang" or "chai".
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from jpegstudy.errors import ModelError
-from jpegstudy.tasks.segmentation_models import fitted_state
+from jpegstudy.tasks.segmentation_models import fitted_state, read_checkpoint
 
 RESNET50_LAYERS = (3, 4, 6, 3)
 RESNET_WIDTH = 64  # torchvision's stem and first-stage width
@@ -141,13 +140,7 @@ def _chai_arch(net: nn.Module) -> str:
 
 def _read_weights(path, key: str, detector: str) -> dict:
     """The state_dict under `key` (or the file itself when it is a plain state_dict), "module." stripped per key."""
-    if not Path(path).is_file():
-        raise ModelError(f"{path}: checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds; one line names the file
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ModelError(f"{path}: cannot load checkpoint ({why})") from None
+    obj = read_checkpoint(path)
     if isinstance(obj, dict) and isinstance(obj.get(key), dict):
         obj = obj[key]
     elif not (isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values())):

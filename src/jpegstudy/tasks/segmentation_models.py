@@ -320,7 +320,8 @@ def _shape(shape) -> str:
     return f"({', '.join(str(n) for n in shape)})"
 
 
-def _read_state(path) -> dict:
+def read_checkpoint(path):
+    """What a checkpoint file holds (torch.load, weights only), or ModelError in one line naming the file."""
     if not Path(path).is_file():
         raise ModelError(f"{path}: checkpoint not found")
     try:
@@ -328,6 +329,11 @@ def _read_state(path) -> dict:
     except Exception as e:  # noqa: BLE001 - torch raises many kinds; one line names the file
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ModelError(f"{path}: cannot load checkpoint ({why})") from None
+    return obj
+
+
+def _read_state(path) -> dict:
+    obj = read_checkpoint(path)
     # A plain state_dict (CSAIL's train.py saves net_encoder.state_dict(): no "module." prefix, as its encoder and
     # decoder are not what DataParallel wraps); a "module." prefix and nesting are undone anyway.
     return classification.extract_state_dict(obj, str(path))
