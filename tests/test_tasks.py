@@ -25,9 +25,9 @@ def test_every_registered_task_has_the_whole_interface():
 
 
 def test_an_unknown_task_is_one_line():
-    with pytest.raises(ValueError, match=r"^unknown task 'forensics': one of classification, detection, "
-                                         r"segmentation$"):
-        tasks.get("forensics")
+    with pytest.raises(ValueError, match=r"^unknown task 'depth': one of classification, detection, "
+                                         r"segmentation, forensics$"):
+        tasks.get("depth")
 
 
 def test_classification_scores_batches_as_top1_and_top5():
