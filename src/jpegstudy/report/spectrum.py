@@ -44,6 +44,7 @@ def spectrum_figure(manifest_path, outputs, params: dict | None = None) -> dict[
     high = max(float(s.max()) for s in spectra.values())
     fig = plt.figure(figsize=(9, 4.6), layout="constrained")
     grid = fig.add_gridspec(2, EXAMPLES + 4)
+    spectrum_axes = []
     for row, name in enumerate(forensics.CLASSES):
         for k, image in enumerate(images[name][:EXAMPLES]):
             ax = fig.add_subplot(grid[row, k])
@@ -53,9 +54,10 @@ def spectrum_figure(manifest_path, outputs, params: dict | None = None) -> dict[
                 ax.set_title(f"{name}", fontsize=9, loc="left")
         ax = fig.add_subplot(grid[row, EXAMPLES:])
         shown = ax.imshow(spectra[name], cmap="magma", vmin=low, vmax=high, interpolation="nearest")
-        ax.set_title(f"{name}: mean log spectrum of residuals; peak {peaks[name]:.2f}", fontsize=8)
+        ax.set_title(f"{name}: residual spectrum, peak {peaks[name]:.2f}", fontsize=8)
         ax.set_axis_off()
-    fig.colorbar(shown, ax=fig.axes[-1], shrink=0.8, label="log amplitude")
+        spectrum_axes.append(ax)
+    fig.colorbar(shown, ax=spectrum_axes, shrink=0.8, label="log amplitude")  # both panels one size
     inputs = provenance.file_inputs({"manifest": str(manifest_path)})
     _save(fig, outputs, [], params.get("dpi", 150), inputs=inputs)
     return peaks

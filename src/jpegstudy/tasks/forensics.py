@@ -165,7 +165,7 @@ def score(model: torch.nn.Module, manifest, batches, device, confidence: dict | 
     the fraction of patches right) as predictions."""
     labels, scores, decisions, patch_right = [], [], [], []
     for x, y in batches:
-        p, decision, patches = decide(model, infer(model, x.to(device)))
+        p, decision, patches = decide(model, infer(model, x.to(device)).detach())
         labels.append(y)
         scores.append(p.cpu())
         decisions.append(decision.cpu())
