@@ -18,6 +18,17 @@ def needs(tool: str):
     return pytest.mark.skipif(shutil.which(tool) is None, reason=f"{tool} not installed (.ci/run installs it)")
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One thread for a module of small nets: with the CPUs busy, two threads' spinning made a step 20x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_snakemake(workdir, *args, config=None, quiet=True):
     workdir.mkdir(parents=True, exist_ok=True)
     if config is None:

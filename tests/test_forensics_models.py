@@ -14,13 +14,7 @@ from jpegstudy.errors import ModelError
 from jpegstudy.tasks import forensics_models as fm
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread for these small nets (two threads' spinning on busy CPUs made steps far slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
 
 def _images(n: int = 2, size: int = 48) -> torch.Tensor:

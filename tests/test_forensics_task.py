@@ -27,13 +27,7 @@ SETTINGS = {"wang2020": WANG, "chai2020": CHAI}
 QUICK = {"resamples": 50}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread for these small nets (two threads' spinning on busy CPUs made steps far slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
 
 def _trained_like(net: torch.nn.Module, seed: int = 3) -> torch.nn.Module:

@@ -21,13 +21,7 @@ from jpegstudy.tasks import segmentation_models as zoo
 K = 7  # classes of the small test nets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread for these small nets: with the CPUs busy, two threads' spinning made a step 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: small nets run faster on one thread
 
 
 def _seeded(seed: int = 0) -> torch.Generator:

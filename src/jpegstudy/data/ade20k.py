@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from jpegstudy.data.images import read_rgb
+from jpegstudy.data.images import map_checked, read_rgb
 from jpegstudy.data.manifest import Manifest
 
 SPLITS = {"train": "training", "val": "validation"}
@@ -89,11 +88,7 @@ def manifest(root: str | os.PathLike, split: str, dataset: str = "ade20k", check
     entries = [{"path": images[s].name, "annotation": labels[s].name} for s in sorted(images)]
     jobs = [(images[s], labels[s], len(classes)) for s in sorted(images)]
     if check:
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                checked = list(pool.map(_check_pair, jobs, chunksize=32))
-        else:
-            checked = [_check_pair(job) for job in jobs]
+        checked = map_checked(_check_pair, jobs, workers)
         for entry, (width, height, digest, label_digest) in zip(entries, checked):
             entry.update(width=width, height=height, sha256=digest, annotation_sha256=label_digest)
     source = {"layout": "ade20k", "annotations": _where(labels_dir, relative_to),

@@ -32,13 +32,12 @@ import io
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
 
-from jpegstudy.data.images import read_rgb
+from jpegstudy.data.images import map_checked, read_rgb
 from jpegstudy.data.manifest import Manifest
 
 REQUIRED = {  # what COCOeval and the loaders read of each entry
@@ -72,11 +71,7 @@ def manifest(images_dir: str | os.PathLike, annotations_json: str | os.PathLike,
                for im in sorted(images.values(), key=lambda im: im["id"])]
     if check:
         jobs = [(images_dir / e["path"], e["id"], e["width"], e["height"], json_path) for e in entries]
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                digests = list(pool.map(_check_image, jobs, chunksize=64))
-        else:
-            digests = [_check_image(job) for job in jobs]
+        digests = map_checked(_check_image, jobs, workers, chunksize=64)
         for e, d in zip(entries, digests):
             e["sha256"] = d
     ordered = sorted(categories)

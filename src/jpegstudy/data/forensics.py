@@ -22,13 +22,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from PIL import Image
 
 from jpegstudy.data.ade20k import _where
-from jpegstudy.data.images import decode_rgb, verified_bytes
+from jpegstudy.data.images import decode_rgb, map_checked, verified_bytes
 from jpegstudy.data.manifest import Manifest
 
 CLASSES = ["real", "fake"]
@@ -62,11 +61,7 @@ def manifest(root: str | os.PathLike, split: str, dataset: str = "forensics", ch
     entries.sort(key=lambda e: (e["group"] or "", e["label"], e["path"].rsplit("/", 1)[1]))
     if check:
         paths = [root / e["path"] for e in entries]
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                checked = list(pool.map(_check, paths, chunksize=32))
-        else:
-            checked = [_check(p) for p in paths]
+        checked = map_checked(_check, paths, workers)
         for entry, (width, height, digest, encoding) in zip(entries, checked):
             entry.update(width=width, height=height, sha256=digest, encoding=encoding)
     else:

@@ -71,3 +71,13 @@ def to_rgb(im: Image.Image) -> Image.Image:
         eight = (np.asarray(im).astype(np.uint16) >> 8).astype(np.uint8)
         return Image.fromarray(eight, "L").convert("RGB")
     return im.convert("RGB")  # L, P, CMYK (Pillow undoes Adobe's inverted CMYK), ...
+
+
+def map_checked(check, jobs: list, workers: int = 1, chunksize: int = 32) -> list:
+    """`check` of every job, in order: in `workers` processes when more than one (the first error raises)."""
+    if workers <= 1:
+        return [check(job) for job in jobs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(check, jobs, chunksize=chunksize))
