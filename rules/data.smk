@@ -162,7 +162,7 @@ rule train_generator:
     benchmark:
         paths.benchmark("data", "{dataset}-generator")
     message:
-        "Training the generator of {wildcards.dataset}'s fakes on embedded scenes"
+        "Training the generator that makes the fakes of {wildcards.dataset} (on embedded scenes of its own)"
     shell:
         "jpegstudy train-generator --params {params.train:q} --threads {threads} --out {output.generator} > {log} 2>&1"
 
