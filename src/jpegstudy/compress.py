@@ -31,8 +31,8 @@ def _compress_one(args: tuple[Path, str | None, Path, int]) -> str:
 
 def _annotations(src: manifests.Manifest, out_dir: Path) -> dict:
     """A COCO or ADE20K split's annotation reference (data/coco.py, data/ade20k.py), or a real/fake set's layout
-    (data/forensics.py), carried to its compressed copies, whose ground truth is the original's. Relative paths are rebased onto the copy's folder, so results/
-    stays movable."""
+    (data/forensics.py), carried to its compressed copies, whose ground truth is the original's. Relative paths are
+    rebased onto the copy's folder, so results/ stays movable."""
     if src.source.get("layout") == "forensics":  # labels are in the entries; the copies' sources are JPEGs
         return {"layout": "forensics", "groups": src.source.get("groups", []), "counts": src.source.get("counts"),
                 "encodings": ["jpeg"], "source_encodings": src.source.get("encodings")}
