@@ -207,6 +207,7 @@ def cmd_prepare_forensics(a) -> None:
 
 
 def _forensic_settings(p: dict) -> dict:
+    """The network settings (build()'s) among a forensic job's params (dag.forensic_settings adds crop or size)."""
     keys = ("layers", "width") if p["detector"] == "wang2020" else ("block", "width")
     return {k: p[k] for k in keys if p.get(k) is not None}
 
