@@ -415,6 +415,63 @@ def cmd_train_ttac(a) -> None:
     loop.finish(a.out)
 
 
+MEMBER_FORM = "TASK=REFERENCE=TRAIN_MANIFEST"
+
+
+def _member_option(value: str) -> tuple[str, str, str]:
+    """(task, reference, train manifest) of a --member value, refused in one line naming it."""
+    from jpegstudy import tasks
+
+    parts = value.split("=")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"--member {value!r}: expected {MEMBER_FORM}")
+    if parts[0] not in tasks.TASKS:
+        raise ValueError(f"--member {value!r}: unknown task {parts[0]!r}: one of {', '.join(tasks.TASKS)}")
+    return parts[0], parts[1], parts[2]
+
+
+def _per_task(p: dict, key: str, task: str, required: bool = False):
+    """A multihead setting of one member: `key` is a number for every member or {task: number}."""
+    value = p.get(key)
+    if isinstance(value, dict):
+        value = value.get(task)
+    if value is None and required:
+        raise ValueError(f"--params {key}: none for task {task!r} (give {key}: N or {{{task!r}: N}})")
+    return value
+
+
+def _required(p: dict, *keys: str) -> list:
+    missing = [k for k in keys if k not in p]
+    if missing:
+        raise ValueError(f"--params: no {', '.join(missing)}")
+    return [p[k] for k in keys]
+
+
+def cmd_train_multihead(a) -> None:
+    import torch
+
+    from jpegstudy import tasks
+    from jpegstudy.correction import corrector as correctors
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.train import loop, ttac
+
+    specs = [_member_option(v) for v in a.member]  # every --member checked before anything loads
+    p = _json(a.params)
+    epochs, lr, lr_min, seed = _required(p, "epochs", "lr", "lr_min", "seed")
+    batch_sizes = [_per_task(p, "batch_size", task, required=True) for task, _, _ in specs]
+    torch.set_num_threads(a.threads)
+    corrector, _ = correctors.load(a.corrector)
+    members = []
+    for (task, reference, train), batch_size in zip(specs, batch_sizes):
+        model, meta = tasks.get(task).load_reference(reference)
+        members.append(ttac.Member(task, model, meta["transform"], manifests.read(train), batch_size,
+                                   _per_task(p, "crop", task), _per_task(p, "images_per_epoch", task)))
+    corrector = ttac.train_multihead(corrector, members, out=a.out, epochs=epochs, lr=lr, lr_min=lr_min, seed=seed,
+                                     workers=p.get("workers", 0), device=a.device)
+    correctors.save(a.out, corrector, source=a.corrector)
+    loop.finish(a.out)
+
+
 def cmd_finetune(a) -> None:
     from jpegstudy import tasks
     from jpegstudy.data import manifest as manifests
@@ -797,6 +854,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--corrector", required=True, help="the off-the-shelf corrector to start from")
     s.add_argument("--reference", required=True, help="the task model (reference file)")
 
+    s = sub.add_parser("train-multihead", help="multihead TTAC: one corrector in front of several frozen models at "
+                       "once, each step a batch of every member's training set, their losses summed (no labels)")
+    s.add_argument("--corrector", required=True, help="the off-the-shelf corrector to start from")
+    s.add_argument("--member", action="append", required=True, metavar=MEMBER_FORM,
+                   help="a frozen task model (its reference file) and its lossless training split; repeated, once "
+                   "per member")
+    s.add_argument("--params", default="", help='JSON of the training settings (kept as provenance): epochs, lr, '
+                   'lr_min, seed, optional workers, and per member: batch_size (required), crop, images_per_epoch, '
+                   'each a number for every member or one per task, e.g. {"epochs": 2, "lr": 0.002, "lr_min": 1e-6, '
+                   '"seed": 0, "batch_size": {"classification": 64, "detection": 16}, "crop": {"detection": 64}}')
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_train_multihead)
+
     s = sub.add_parser("throughput", help="images/s of training and inference, model alone and with each corrector")
     _task_option(s)
     s.add_argument("--model", required=True, help="the model's name in config")
@@ -900,7 +972,7 @@ def parser() -> argparse.ArgumentParser:
 
 # The commands that run a network: they start with the faster allocator (jpegstudy.cpu says why).
 NETWORK_COMMANDS = {"train-reference", "train-detector", "propose", "train-corrector", "train-ttac", "finetune",
-                    "evaluate", "throughput", "gradcam", "qualitative"}
+                    "evaluate", "throughput", "gradcam", "qualitative", "train-multihead"}
 
 
 def main(argv: list[str] | None = None) -> None:
