@@ -3,11 +3,14 @@ where it came from.
 
 Tables print numbers as \\jsrec{<row id>/<field>}{<text>} (a metric row) or \\jsdoc{torchvision:<weights>:<metric>}{<text>}
 (torchvision's documented accuracy of those weights; csail:<pair>:<metric> for CSAIL's documented ADE20K values,
-report/documented.py); figures and the PDF list the refs they show in their metadata. Each ref is looked up among
-the metric files (or in torchvision's weights meta, or CSAIL's table), a printed text must
-equal the value as the reports format it, and a row's content must still hash to its id (an edited metric file is
-caught). A number in a table's tabular that is neither is reported as untraced. `jpegstudy audit <row id>` prints
-one row with its whole provenance record (the ids the study PDF's provenance appendix lists)."""
+report/documented.py); a number derived from rows (the findings page) as \\jsdrop{<a>}{<b>}{<a - b>},
+\\jsmeandrop{<a>-<b>,<a>-<b>...}{<mean of a - b>} or \\jsmeanrel{...}{<mean of 100 (a - b) / a>}, each <a>, <b> a
+"<row id>/<field>" (report/findings.derived computes them, here as for the page). Figures and the PDF list the refs
+they show in their metadata. Each ref is looked up among the metric files (or in torchvision's weights meta, or CSAIL's
+table), a printed text must equal the value as the reports format it, and a row's content must still hash to its id
+(an edited metric file is caught). A number in a table's tabular that is none of these is reported as untraced.
+`jpegstudy audit <row id>` prints one row with its whole provenance record (the ids the study PDF's provenance
+appendix lists)."""
 
 from __future__ import annotations
 
@@ -21,22 +24,37 @@ from jpegstudy.report import documented as documented_refs
 from jpegstudy.report.figures import INPUTS_KEY, RECORDS_KEY
 
 PDF_RECORDS_KEY = "JpegstudyRecords"  # the study PDF's info key listing every ref it shows
+from jpegstudy.report.findings import derived
 from jpegstudy.report.metrics import fmt, index
 
 JSREC = re.compile(r"\\jsrec\{([0-9a-f]+)/(\w+)\}\{([^}]*)\}")
 JSDOC = re.compile(r"\\jsdoc\{((?:torchvision|csail):[\w.-]+):([\w@]+)\}\{([^}]*)\}")
+_REF = r"[0-9a-f]+/\w+"
+_PAIR = rf"{_REF}-{_REF}"
+JSDROP = re.compile(rf"\\jsdrop\{{({_REF})\}}\{{({_REF})\}}\{{([^}}]*)\}}")
+JSMEAN = re.compile(rf"\\jsmean(drop|rel)\{{({_PAIR}(?:,{_PAIR})*)\}}\{{([^}}]*)\}}")
 ROW_ID = re.compile(r"^[0-9a-f]{12}$")
 COMMENT = re.compile(r"(?<!\\)%")  # a LaTeX comment starts at an unescaped %
 NUMBER_CELL = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
 
 
-def table_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """(id, field, printed text) of every \\jsrec and \\jsdoc, and the plain numbers left in body cells."""
+def derived_refs(text: str) -> list[tuple[str, list[tuple[str, str]], str]]:
+    """(op, [(ref a, ref b)], printed text) of every \\jsdrop ("drop"), \\jsmeandrop and \\jsmeanrel."""
+    found = [("drop", [(a, b)], printed) for a, b, printed in JSDROP.findall(text)]
+    return found + [(f"mean{kind}", [tuple(pair.split("-")) for pair in pairs.split(",")], printed)
+                    for kind, pairs, printed in JSMEAN.findall(text)]
+
+
+def table_refs(text: str) -> tuple[list[tuple[str, str, str | None]], list[str]]:
+    """(id, field, printed text) of every \\jsrec and \\jsdoc, then (id, field, None) of each row a derived number
+    is made of (the study PDF lists them among its records), and the plain numbers left in body cells."""
     refs = JSREC.findall(text) + JSDOC.findall(text)
+    parts = dict.fromkeys(ref for _, pairs, _ in derived_refs(text) for pair in pairs for ref in pair)
+    refs += [(*ref.split("/", 1), None) for ref in parts]
     untraced = []
     bodies = re.findall(r"\\begin\{(?:tabular|longtable)\}(.*?)\\end\{(?:tabular|longtable)\}", text, re.DOTALL)
     for line in "\n".join(bodies).splitlines():
-        line = JSDOC.sub("", JSREC.sub("", COMMENT.split(line)[0]))
+        line = JSMEAN.sub("", JSDROP.sub("", JSDOC.sub("", JSREC.sub("", COMMENT.split(line)[0]))))
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]
     return refs, untraced
 
@@ -147,14 +165,49 @@ def describe(row: dict) -> str:
     return f"{what} <- {row['source']}#{row['id']} rule={prov['rule']} commit={commit} {inputs}"
 
 
+def check_derived(op: str, pairs: list[tuple[str, str]], printed: str, rows: dict, metrics_dir: str,
+                  verbose: bool) -> bool:
+    """One derived number: every row it is made of exists and still hashes to its id, and the printed text is the
+    number those rows give."""
+    ok = True
+    for ref in dict.fromkeys(ref for pair in pairs for ref in pair):
+        row_id, field = ref.split("/", 1)
+        row = rows.get(row_id)
+        if row is None or row.get(field) is None:
+            ok = False
+            print(f"MISSING  {ref}: no such metric row under {metrics_dir} (part of a {op} printed {printed})")
+        elif provenance.row_id(row) != row_id:
+            ok = False
+            print(f"ALTERED  {ref}: {row['source']} holds a row whose content no longer gives this id")
+    if not ok:
+        return False
+    value = fmt(derived(op, [tuple(_value(rows, ref) for ref in pair) for pair in pairs]))
+    if printed != value:
+        print(f"MISMATCH {printed} printed, {value} is the {op} of {', '.join('-'.join(p) for p in pairs)}")
+        return False
+    if verbose:
+        print(f"{value:>8} {op} of {len(pairs)} pair(s) (a - b):")
+        for a, b in pairs:
+            print(f"{'':>9}a {describe(rows[a.split('/')[0]])}\n{'':>9}b {describe(rows[b.split('/')[0]])}")
+    return True
+
+
+def _value(rows: dict, ref: str) -> float:
+    row_id, field = ref.split("/", 1)
+    return rows[row_id][field]
+
+
 def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True) -> bool:
     path = Path(file)
     if not path.is_file() and ROW_ID.match(file):
         return show_row(file, metrics_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{file}: no such file (nor a metric row id)")
+    found = []  # derived numbers: a .tex's \\jsdrop, \\jsmeandrop and \\jsmeanrel
     if path.suffix == ".tex":
         refs, untraced = table_refs(path.read_text())
+        found = derived_refs(path.read_text())
+        refs = [ref for ref in refs if ref[2] is not None]  # a derived number's rows are checked with it, below
     elif path.suffix == ".html":
         refs, untraced = html_refs(path.read_text())
     elif path.suffix in (".pdf", ".png"):
@@ -194,9 +247,11 @@ def audit(file: str, metrics_dir: str = "results/metrics", verbose: bool = True)
             print(f"MISMATCH {printed} printed, {value} in {row['source']}#{row_id} {field}")
         elif verbose:
             print(f"{value:>8} {field:<5} {describe(row)}")
+    for op, pairs, printed in found:
+        problems += not check_derived(op, pairs, printed, rows, metrics_dir, verbose)
     for number in untraced:
         problems += 1
         print(f"UNTRACED {number}: printed without a \\jsrec reference")
-    n = len(refs) + len(untraced)
+    n = len(refs) + len(found) + len(untraced)
     print(f"{file}: {n - problems}/{n} numbers traced to metric rows ({problems} problems)")
     return problems == 0 and n > 0
