@@ -64,7 +64,7 @@ def main() -> None:
 
     def ttac_step():
         corrector.zero_grad()
-        ttac_loss(task, transform, corrector, images, batch).backward()
+        ttac_loss(classification.ttac_target, task, transform, corrector, images, batch).backward()
 
     c, t, s = (best_of(f, a.repeats) for f in (corrector_part, task_part, ttac_step))
     print(f"{a.model}, QGAC {a.widths}, batch {a.batch} of {a.size}px, one thread, best of {a.repeats}")

@@ -38,3 +38,4 @@ QUALITIES = config["qualities"]
 TASK_NAMES = "|".join(study_tasks(config))
 MITIGATION_NAMES = "|".join(sorted({m for t in study_tasks(config) for ms in study_mitigations(config, t).values()
                                      for m in ms}))
+MULTIHEAD_GROUPS = wildcard_names(config["multihead"]["groups"])

@@ -2,7 +2,9 @@
 # Every training job checkpoints each epoch beside its output and resumes from there when run again.
 
 CORRECTION = config["correction"]
-AC_NETWORKS = "|".join(CLS["ac_comparison"]["networks"]) or "(?!)"
+# The quality-aware baselines of every task's AC comparison (Table 1).
+AC_NETWORKS = "|".join(sorted({n for t in study_tasks(config) if "ac_comparison" in config[t]["mitigations"]
+                               for n in config[t]["ac_comparison"]["networks"]})) or "(?!)"
 # The correctors' data settings (they have their own epochs); fine-tuning and TTAC read their task's section.
 SHARED_CROP = {k: CLS["mitigate"][k] for k in ("workers", "crop") if k in CLS["mitigate"]}
 
@@ -173,3 +175,32 @@ rule finetune:
         "jpegstudy finetune --task {wildcards.task} --reference {input.reference} --train {input.train}"
         " --params {params.train:q} {params.proposals} --threads {threads} --device {params.device}"
         " --out {output.model} > {log} 2>&1"
+
+
+rule train_multihead:
+    input:
+        unpack(lambda w: dag.multihead_input(config, w)),
+    output:
+        model=paths.multihead("{network}", "{group}"),
+    wildcard_constraints:
+        network="qgac",
+        group=MULTIHEAD_GROUPS,
+    params:
+        members=lambda w: dag.multihead_member_args(config, w),
+        train=lambda w: dag.multihead_params(config, w),
+        device=config["device"],
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+    conda:
+        ENV
+    log:
+        paths.log("mitigate", "{network}-multihead-{group}"),
+    benchmark:
+        paths.benchmark("mitigate", "{network}-multihead-{group}")
+    message:
+        "Multihead training of {wildcards.network} in front of every frozen model of group {wildcards.group}"
+        " at once (no labels)"
+    shell:
+        "jpegstudy train-multihead --corrector {input.corrector} {params.members} --params {params.train:q}"
+        " --threads {threads} --device {params.device} --out {output.model} > {log} 2>&1"

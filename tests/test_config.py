@@ -4,7 +4,15 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from jpegstudy.config import ConfigError, check_schema, check_semantics, wildcard_names
+from jpegstudy.config import (
+    ConfigError,
+    check_schema,
+    check_semantics,
+    mitigation_config,
+    mitigation_inputs,
+    study_mitigations,
+    wildcard_names,
+)
 
 from .conftest import REPO
 
@@ -154,3 +162,54 @@ def assert_smoke_change_refused(change, message):
     validate(config, str(SCHEMA))
     with pytest.raises(ConfigError, match=message):
         check_semantics(config)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["multihead"]["groups"]["two_task"].update(detection="retinanet"),
+     r"^config multihead.groups.two_task.detection: 'retinanet' is not one of detection.models "
+     r"\(mask_rcnn, fast_rcnn\)$"),
+    (lambda c: (c.pop("forensics"), c["multihead"]["groups"]["two_task"].update(forensics="wang")),
+     r"^config multihead.groups.two_task.forensics: the study has no forensics section$"),
+    (lambda c: c["detection"].update(mitigations=["ttac", "ac_comparison"], ac_comparison={"model": "faster_rcnn"}),
+     r"^config detection.ac_comparison.model: 'faster_rcnn' is not one of detection.models \(mask_rcnn, fast_rcnn\)$"),
+    (lambda c: c["segmentation"].update(mitigations=["ac_comparison"],
+                                        ac_comparison={"model": "mobilenet_c1", "qualities": [20]}),
+     r"^config segmentation.ac_comparison.qualities: 20 is not one of qualities$"),
+])
+def test_multihead_and_ac_comparison_errors_name_the_key(change, message):
+    assert_smoke_change_refused(change, message)
+
+
+def test_a_multihead_group_needs_two_tasks_with_known_names():
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["multihead"]["groups"]["one"] = {"classification": "resnet18"}
+    with pytest.raises(ConfigError, match=r"^config multihead.groups.one: \{'classification': 'resnet18'\} does not "
+                                          r"have enough properties$"):
+        check_schema(config, SCHEMA)
+    config["multihead"]["groups"]["one"] = {"classification": "resnet18", "depth": "x"}
+    with pytest.raises(ConfigError, match=r"^config multihead.groups.one: Additional properties are not allowed "
+                                          r"\('depth' was unexpected\)$"):
+        check_schema(config, SCHEMA)
+    config["multihead"]["groups"] = {"two-task": {"classification": "resnet18", "detection": "mask_rcnn"}}
+    with pytest.raises(ConfigError, match=r"^config multihead.groups: 'two-task' does not match"):
+        check_schema(config, SCHEMA)
+
+
+def test_multihead_mitigations_and_inputs_follow_the_groups():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    validate(config, str(SCHEMA))
+    cls = study_mitigations(config)
+    assert [m for m in cls["mobilenet_v2"] if m.startswith("multihead-")] == ["multihead-two_task",
+                                                                           "multihead-three_task"]
+    assert not any(m.startswith("multihead-") for m in cls["resnet18"])
+    assert study_mitigations(config, "segmentation")["mobilenet_c1"][-1] == "multihead-three_task"
+    assert study_mitigations(config, "detection")["faster_rcnn"][-6:-2] == [
+        "arcnn-offtheshelf", "arcnn-ttac", "idcn-offtheshelf", "idcn-ttac"]
+    needs = mitigation_inputs(config, "faster_rcnn", "multihead-three_task", "detection")
+    assert needs == {"reference": "results/models/detection/faster_rcnn/reference.pt",
+                     "correctors": {None: "results/models/correction/qgac/multihead/three_task.pt"}}
+    recorded = mitigation_config(config, "multihead-two_task", "detection")
+    assert recorded["multihead.groups.two_task"] == {"classification": "mobilenet_v2", "detection": "faster_rcnn"}
+    assert recorded["multihead"] == {"epochs": 2, "lr": 0.002, "lr_min": 1.0e-6, "images_per_epoch": 300}
+    assert recorded["classification.mitigate"]["batch_size"] == 64 and recorded["detection.mitigate"]["batch_size"] == 16
+    assert "segmentation.mitigate" not in recorded

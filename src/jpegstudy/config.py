@@ -202,6 +202,11 @@ def check_forensics(config: dict) -> None:
             raise ConfigError(f"{key}.{misplaced}: {detector} takes no {misplaced} (wang2020 a crop, chai2020 a size)")
 
 
+# The dataset kinds each task trains and evaluates on.
+TASK_KINDS = {"classification": CLASSIFICATION_KINDS, "detection": DETECTION_KINDS,
+              "segmentation": SEGMENTATION_KINDS, "forensics": FORENSICS_KINDS}
+
+
 def _check_proposals(models: dict, name: str, arch: str) -> None:
     """A Fast R-CNN names its proposals' source (a Faster/Mask R-CNN of the study, or existing files); no other
     detector takes proposals."""
@@ -279,7 +284,8 @@ def study_mitigations(config: dict, task: str = "classification") -> dict[str, l
     """Every (model -> mitigations) the study evaluates for `task`, from the config with defaults filled in.
 
     none, finetune, offtheshelf and ttac for every model; transfer-{source} in front of every model other than the
-    source; {arcnn,idcn}-{offtheshelf,ttac} (quality-aware baselines, Table 1) for the AC-comparison model only.
+    source; {arcnn,idcn}-{offtheshelf,ttac} (quality-aware baselines, Table 1) for the AC-comparison model only;
+    multihead-{group} in front of each member of a multihead group.
     """
     cls = config[task]
     wanted = set(cls["mitigations"])
@@ -291,8 +297,15 @@ def study_mitigations(config: dict, task: str = "classification") -> dict[str, l
         if "ac_comparison" in wanted and model == cls["ac_comparison"]["model"]:
             mitigations += [f"{net}-{how}" for net in cls["ac_comparison"]["networks"]
                             for how in ("offtheshelf", "ttac")]
+        mitigations += [f"multihead-{group}" for group in multihead_groups(config, task, model)]
         out[model] = mitigations
     return out
+
+
+def multihead_groups(config: dict, task: str, model: str) -> list[str]:
+    """The multihead groups `task`'s `model` is a member of, in config order."""
+    groups = config.get("multihead", {}).get("groups", {})
+    return [name for name, members in groups.items() if members.get(task) == model]
 
 
 def mitigation_inputs(config: dict, model: str, mitigation: str, task: str = "classification") -> dict:
@@ -306,6 +319,8 @@ def mitigation_inputs(config: dict, model: str, mitigation: str, task: str = "cl
         correctors = {None: paths.ttac("qgac", task, model)}
     elif mitigation.startswith("transfer-"):  # always a classifier's corrector: across models, or across tasks
         correctors = {None: paths.ttac("qgac", "classification", mitigation.removeprefix("transfer-"))}
+    elif mitigation.startswith("multihead-"):
+        correctors = {None: paths.multihead("qgac", mitigation.removeprefix("multihead-"))}
     elif mitigation.endswith(("-offtheshelf", "-ttac")):
         network, how = mitigation.rsplit("-", 1)
         qualities = config[task]["ac_comparison"]["qualities"]
@@ -340,14 +355,12 @@ def _check_train_split(config: dict, key: str, name: str, kinds: tuple[str, ...]
 def check_mitigations(config: dict) -> None:
     """The mitigation keys that refer to other keys: models, datasets with a train split, files."""
     cls, correction = config["classification"], config["correction"]
-    kinds = {"classification": CLASSIFICATION_KINDS, "detection": DETECTION_KINDS,
-             "segmentation": SEGMENTATION_KINDS, "forensics": FORENSICS_KINDS}
     for task in study_tasks(config):
         section = config[task]
         if not section["mitigations"]:
             continue
         if set(section["mitigations"]) & {"finetune", "ttac", "ac_comparison"}:  # they train on the task's data
-            _check_train_split(config, f"{task}.train_dataset", train_dataset(config, task), kinds[task], task)
+            _check_train_split(config, f"{task}.train_dataset", train_dataset(config, task), TASK_KINDS[task], task)
         _check_train_split(config, "correction.dataset", correction["dataset"], CLASSIFICATION_KINDS, "correction")
         if "transfer" in section["mitigations"]:
             for src in section["transfer_from"]:
@@ -356,19 +369,48 @@ def check_mitigations(config: dict) -> None:
             for target in section.get("transfer_to", []):
                 if target not in section["models"]:
                     raise ConfigError(f"config {task}.transfer_to: {target!r} is not one of {task}.models")
-    if "ac_comparison" in cls["mitigations"]:
-        ac = cls["ac_comparison"]
-        if ac["model"] not in cls["models"]:
-            raise ConfigError(f"config classification.ac_comparison.model: {ac['model']!r} is not one of "
-                              f"classification.models")
-        for q in ac["qualities"]:
-            if q not in config["qualities"]:
-                raise ConfigError(f"config classification.ac_comparison.qualities: {q} is not one of qualities")
+        if "ac_comparison" in section["mitigations"]:
+            _check_ac_comparison(config, task)
+    check_multihead(config)
     qgac = correction["qgac"]
-    if qgac["weights"] != "train" and any(config[task]["mitigations"] for task in study_tasks(config)):
+    groups = config["multihead"]["groups"]
+    if qgac["weights"] != "train" and (groups or any(config[task]["mitigations"] for task in study_tasks(config))):
         for key in ("weights", "stats"):
             if qgac.get(key) and not Path(qgac[key]).is_file():
                 raise ConfigError(f"config correction.qgac.{key}: {qgac[key]} does not exist")
+
+
+def _check_ac_comparison(config: dict, task: str) -> None:
+    ac = config[task]["ac_comparison"]
+    if ac["model"] not in config[task]["models"]:
+        raise ConfigError(f"config {task}.ac_comparison.model: {ac['model']!r} is not one of {task}.models "
+                          f"({', '.join(config[task]['models'])})")
+    for q in ac["qualities"]:
+        if q not in config["qualities"]:
+            raise ConfigError(f"config {task}.ac_comparison.qualities: {q} is not one of qualities")
+
+
+def check_multihead(config: dict) -> None:
+    """Each multihead group's members: a task of the study and one of its models, trained on a train split (as
+    is the off-the-shelf corrector it starts from)."""
+    groups = config.get("multihead", {}).get("groups", {})
+    if groups:
+        _check_train_split(config, "correction.dataset", config["correction"]["dataset"], CLASSIFICATION_KINDS,
+                           "correction")
+    for name, members in groups.items():
+        for task, model in members.items():
+            key = f"config multihead.groups.{name}.{task}"
+            if task not in config:
+                raise ConfigError(f"{key}: the study has no {task} section")
+            if model not in config[task]["models"]:
+                raise ConfigError(f"{key}: {model!r} is not one of {task}.models ({', '.join(config[task]['models'])})")
+            _check_train_split(config, f"{task}.train_dataset", train_dataset(config, task), TASK_KINDS[task], task)
+
+
+def multihead_members(config: dict, group: str) -> dict[str, str]:
+    """{task: model} of a multihead group, in the study's task order."""
+    members = config["multihead"]["groups"][group]
+    return {task: members[task] for task in study_tasks(config) if task in members}
 
 
 def mitigation_config(config: dict, mitigation: str, task: str = "classification") -> dict:
@@ -376,6 +418,8 @@ def mitigation_config(config: dict, mitigation: str, task: str = "classification
     cls, correction = config[task], config["correction"]
     shared = {k: v for k, v in cls["mitigate"].items() if not isinstance(v, dict)}
     out: dict = {}
+    if mitigation.startswith("multihead-"):
+        return multihead_config(config, mitigation.removeprefix("multihead-"))
     if mitigation == "finetune":
         out = {f"{task}.mitigate": {**shared, "finetune": cls["mitigate"]["finetune"]}}
     elif mitigation != "none":
@@ -393,4 +437,18 @@ def mitigation_config(config: dict, mitigation: str, task: str = "classification
         out["classification.train_dataset"] = train_dataset(config, "classification")
     elif mitigation != "none" and not mitigation.endswith("offtheshelf"):  # trained on the task's train split
         out[f"{task}.train_dataset"] = train_dataset(config, task)
+    return out
+
+
+def multihead_config(config: dict, group: str) -> dict:
+    """The config keys a multihead corrector depends on: QGAC's, the multihead settings and group, and each
+    member's model, batch settings and training split."""
+    settings = {k: v for k, v in config["multihead"].items() if k != "groups"}
+    out = {"correction.qgac": config["correction"]["qgac"], "correction.dataset": config["correction"]["dataset"],
+           "multihead": settings, f"multihead.groups.{group}": config["multihead"]["groups"][group]}
+    for task, model in multihead_members(config, group).items():
+        mitigate = config[task]["mitigate"]
+        out[f"{task}.mitigate"] = {k: v for k, v in mitigate.items() if not isinstance(v, dict)}
+        out[f"{task}.train_dataset"] = train_dataset(config, task)
+        out[f"{task}.models.{model}"] = used_model_config(config[task]["models"][model])
     return out

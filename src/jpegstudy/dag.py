@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 from jpegstudy import paths
+from jpegstudy.report.metrics import HEADLINE
 from jpegstudy.config import (
     MASK_DETECTORS,
     mitigation_config,
     mitigation_inputs,
+    multihead_members,
     study_mitigations,
     train_dataset,
     used_model_config,
@@ -36,6 +38,34 @@ def ttac_input(config: dict, w) -> dict:
         "reference": paths.reference(w.task, w.model),
         "train": paths.manifest(train_dataset(config, w.task), "train"),
     }
+
+
+def multihead_input(config: dict, w) -> dict:
+    """A multihead corrector's inputs: the off-the-shelf corrector it starts from, and each member's model and
+    training manifest ({task}_reference, {task}_train)."""
+    out = {"corrector": paths.offtheshelf(w.network)}
+    for task, model in multihead_members(config, w.group).items():
+        out[f"{task}_reference"] = paths.reference(task, model)
+        out[f"{task}_train"] = paths.manifest(train_dataset(config, task), "train")
+    return out
+
+
+def multihead_member_args(config: dict, w) -> str:
+    """The train-multihead command's --member options: TASK=REFERENCE=TRAIN_MANIFEST, one per member."""
+    needs = multihead_input(config, w)
+    return " ".join(f"--member {task}={needs[f'{task}_reference']}={needs[f'{task}_train']}"
+                    for task in multihead_members(config, w.group))
+
+
+def multihead_params(config: dict, w) -> str:
+    """A multihead corrector's training settings (and what it records): the multihead section's epochs and learning
+    rates, each member task's batch size and crop."""
+    settings = {k: v for k, v in config["multihead"].items() if k != "groups"}
+    members = multihead_members(config, w.group)
+    per_task = {key: {task: config[task]["mitigate"][key] for task in members if key in config[task]["mitigate"]}
+                for key in ("batch_size", "crop")}
+    return json.dumps({"seed": config["seed"], **settings, **{k: v for k, v in per_task.items() if v}},
+                      sort_keys=True)
 
 
 def finetune_input(config: dict, w) -> dict:
@@ -138,8 +168,37 @@ def task_metrics(config: dict, task: str, models=None, mitigations=None) -> list
             if models is None or model in models for m in ms if mitigations is None or m in mitigations]
 
 
+def ac_comparison_metrics(config: dict) -> list[str]:
+    """Table 1's metric files: of every task comparing correctors, its AC-comparison model without correction, with
+    QGAC (off the shelf, task-targeted) and with each quality-aware baseline."""
+    files = []
+    for task in (t for t in ("classification", "detection", "segmentation") if t in config):
+        section = config[task]
+        if "ac_comparison" not in section["mitigations"]:
+            continue
+        ac = section["ac_comparison"]
+        files += task_metrics(config, task, models=(ac["model"],), mitigations=(
+            "none", "offtheshelf", "ttac", *(f"{n}-{how}" for n in ac["networks"] for how in ("offtheshelf", "ttac"))))
+    return files
+
+
+def borrowed_metrics(config: dict, task: str | None = None) -> list[str]:
+    """Table 5's (and Figures 7 and 8's) metric files: each model with a corrector trained for other models
+    (transfer-*, multihead-*), without correction, with its own TTAC and with each such corrector; of `task` only
+    when given."""
+    files = []
+    for t in (task,) if task else (t for t in ("classification", "detection", "segmentation", "forensics")):
+        if t not in config:
+            continue
+        for model, ms in study_mitigations(config, t).items():
+            if any(m.startswith(("transfer-", "multihead-")) for m in ms):
+                files += [paths.metrics(t, model, m) for m in ms
+                          if m in ("none", "ttac") or m.startswith(("transfer-", "multihead-"))]
+    return files
+
+
 # The headline field of each task beside classification, in the tables and figures of every model (Appendix D.2-3)
-TASK_FIELDS = {"detection": "map", "segmentation": "miou", "forensics": "accuracy"}
+TASK_FIELDS = {task: field for task, field in HEADLINE.items() if task != "classification"}
 
 
 def task_tables(config: dict) -> dict[str, tuple[str, list[str]]]:
@@ -156,8 +215,8 @@ def task_tables(config: dict) -> dict[str, tuple[str, list[str]]]:
 
 
 def task_figures(config: dict) -> dict[str, tuple[str, str, list[str]]]:
-    """The detection, segmentation and forensics panels of Figures 3 and 4 (forensics': Figure 6a and 6b):
-    {name: (figure kind, field, metric files)}."""
+    """The detection, segmentation and forensics panels of Figures 3 and 4 (forensics': Figure 6a and 6b), and the
+    inter-task transfer of Figure 7 (b, c): {name: (figure kind, field, metric files)}."""
     figures = {}
     for task, field in TASK_FIELDS.items():
         if task not in config:
@@ -166,6 +225,9 @@ def task_figures(config: dict) -> dict[str, tuple[str, str, list[str]]]:
         if set(config[task]["mitigations"]) & {"finetune", "offtheshelf", "ttac"}:
             figures[f"mitigation_{task}"] = ("mitigation", field, task_metrics(
                 config, task, mitigations=("none", "finetune", "offtheshelf", "ttac")))
+        transferred = [f for f in borrowed_metrics(config, task) if "/multihead-" not in f]
+        if any("/transfer-" in f for f in transferred):  # Figure 7b (detection), 7c (segmentation)
+            figures[f"transfer_{task}"] = ("transfer", field, transferred)
     return figures
 
 

@@ -80,6 +80,11 @@ def ttac(network: str, task: str, model: str, quality: int | str | None = None) 
     return f"{RESULTS}/models/correction/{where}/ttac/{task}-{model}.pt"
 
 
+def multihead(network: str, group: str) -> str:
+    """A corrector task-targeted on every member of a multihead group at once."""
+    return f"{RESULTS}/models/correction/{network}/multihead/{group}.pt"
+
+
 def resume(output: str) -> str:
     """Where a training job keeps its per-epoch checkpoint, beside (not as) its output, so snakemake never
     deletes it when the job is killed."""
