@@ -207,15 +207,7 @@ def mitigation_figure(metric_files, outputs, params: dict | None = None) -> None
     n_models = d["model"].nunique()
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(params["width"], params["height"]))
-    for mitigation in sorted(d["mitigation"].unique(), key=mitigation_key):
-        stats = d[d["mitigation"] == mitigation].groupby("quality")["drop"].agg(["mean", "min", "max"])
-        color, marker = _style(mitigation, [])
-        ax.plot(stats.index, stats["mean"], color=color, marker=marker, markersize=4, linewidth=1.2,
-                label=mitigation_label(mitigation))
-        if n_models > 1:
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)
-    ax.axhline(0, color="0.3", linewidth=0.8)
-    ax.set_xticks(sorted(d["quality"].unique()))
+    mitigation_lines(ax, d)
     ax.set_xlabel("JPEG quality")
     ax.set_ylabel(_drop_label(field))
     ax.set_title(_definition(field), fontsize="x-small")
@@ -223,6 +215,24 @@ def mitigation_figure(metric_files, outputs, params: dict | None = None) -> None
     ax.legend(title=title, title_fontsize="small", fontsize="small", frameon=True)
     fig.tight_layout()
     _save(fig, outputs, _refs(d), params["dpi"])
+
+
+def mitigation_lines(ax, d: pd.DataFrame) -> dict:
+    """Figure 4's lines on `ax` from drops `d`: per mitigation, the mean drop over models at each quality, with a
+    min–max band where there are several models; the zero line and the qualities as ticks. {label: line}."""
+    n_models = d["model"].nunique()
+    lines = {}
+    for mitigation in sorted(d["mitigation"].unique(), key=mitigation_key):
+        stats = d[d["mitigation"] == mitigation].groupby("quality")["drop"].agg(["mean", "min", "max"])
+        color, marker = _style(mitigation, [])
+        label = mitigation_label(mitigation)
+        (lines[label],) = ax.plot(stats.index, stats["mean"], color=color, marker=marker, markersize=4,
+                                  linewidth=1.2, label=label)
+        if n_models > 1:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.15, linewidth=0)
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xticks(sorted(d["quality"].unique()))
+    return lines
 
 
 def transfer_drops(metric_files, field: str = "top1", confidence: dict | None = None) -> pd.DataFrame:
@@ -246,11 +256,8 @@ def transfer_figure(metric_files, outputs, params: dict | None = None) -> None:
     targets = list(dict.fromkeys(d["model"]))
     transfers = sorted({m for m in d["mitigation"] if m.startswith("transfer-")}, key=mitigation_key)
     ncols = min(len(targets), 3)
-    nrows = math.ceil(len(targets) / ncols)
     sns.set_theme(style="whitegrid", context="paper")
-    fig, axes = plt.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True, layout="constrained",
-                             figsize=(max(params["width"], 0.62 * params["width"] * ncols),
-                                      0.8 * params["height"] * nrows + 0.45))
+    fig, axes = panel_grid(len(targets), ncols, params, sharex=True, sharey=True)
     handles = {}
     for ax, model in zip(axes.flat, targets):
         rows = d[d["model"] == model]
@@ -265,24 +272,42 @@ def transfer_figure(metric_files, outputs, params: dict | None = None) -> None:
         ax.axhline(0, color="0.3", linewidth=0.8)
         ax.set_title(model, fontsize="medium")
         ax.set_xticks(sorted(d["quality"].unique()))
-    for ax in axes.flat[len(targets):]:
-        ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel("JPEG quality")
     for ax in axes[:, 0]:
         ax.set_ylabel(_drop_label(field))
     bands = f"; bands: {_level(params)} bootstrap intervals" if d["low"].notna().all() else ""
     fig.suptitle(_definition(field) + bands, fontsize="x-small")
-    fig.legend(handles.values(), handles.keys(), loc="outside lower center",
-               ncols=min(len(handles), 4 if ncols >= 3 else 2), fontsize="small", frameon=False)
+    shared_legend(fig, handles, ncols)
     _save(fig, outputs, _refs(d), params["dpi"])
+
+
+def panel_grid(n: int, ncols: int, params: dict, **share):
+    """A figure of `n` panels in rows of `ncols` (constrained layout, so a legend fits below), the panels past `n`
+    hidden; `share`: subplots' sharex/sharey."""
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, squeeze=False, layout="constrained", **share,
+                             figsize=(max(params["width"], 0.62 * params["width"] * ncols),
+                                      0.8 * params["height"] * nrows + 0.45))
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def shared_legend(fig, handles: dict, ncols: int):
+    """One legend ({label: artist}) below the panels of a figure of `ncols` columns; the legend."""
+    return fig.legend(handles.values(), handles.keys(), loc="outside lower center",
+                      ncols=min(len(handles), 4 if ncols >= 3 else 2), fontsize="small", frameon=False)
 
 
 def summary_points(metric_files, throughput_files, quality: int = 10, field: str = "top1") -> pd.DataFrame:
     """What Figure 1 plots: per model, x (drop after fine-tuning at `quality`), y (drop after TTAC), speed (the
     model's inference images/s alone, largest batch size) and the refs of the rows they come from."""
-    df = classification_frame(metric_files)
-    speed = throughput_frame(throughput_files)
+    return points_of(classification_frame(metric_files), throughput_frame(throughput_files), quality, field)
+
+
+def points_of(df: pd.DataFrame, speed: pd.DataFrame, quality: int, field: str) -> pd.DataFrame:
+    """summary_points of framed rows: `df` one task's metric rows, `speed` its throughput rows."""
     d = drops(df[df["mitigation"].isin(["none", "finetune", "ttac"])], field, relative_to="none")
     points = []
     for model in dict.fromkeys(df["model"]):
@@ -351,6 +376,36 @@ def _place_labels(fig, ax, points: pd.DataFrame, sizes, obstacles=()) -> None:
         taken.append(best[2])
 
 
+def _area(speed: float, fastest: float) -> float:
+    """A Figure 1 point's area (points^2) for a model of `speed` images/s, the fastest model's `fastest`."""
+    return 20 + 380 * speed / fastest if fastest > 0 else 100.0
+
+
+def _diagonal(ax, p: pd.DataFrame):
+    """Figure 1's square frame around the points `p` (x, y) with the diagonal y = x; its label, an artist the
+    points' names keep clear of."""
+    low, high = min(p["x"].min(), p["y"].min()), max(p["x"].max(), p["y"].max())
+    pad = 0.15 * (high - low) or 1.0
+    low, high = low - pad, high + pad
+    ax.plot([low, high], [low, high], color="0.5", linewidth=0.8, linestyle="--", zorder=1)
+    at = low + 0.88 * (high - low)
+    label = ax.annotate("y = x", (at, at), xytext=(-5, 5), textcoords="offset points", ha="center", va="center",
+                        fontsize="x-small", color="0.4", rotation=45)
+    ax.set_xlim(low, high)
+    ax.set_ylim(low, high)
+    ax.set_aspect("equal")
+    return label
+
+
+def _size_legend(ax, fastest: float):
+    """Figure 1's legend of point areas (a quarter, half and all of the fastest model's images/s), upper left."""
+    legend = sorted({_nice(fastest * f) for f in (0.25, 0.5, 1.0)} - {0.0})
+    handles = [ax.scatter([], [], s=_area(v, fastest), color="0.7", edgecolors="0.2", linewidths=0.5)
+               for v in legend]
+    return ax.legend(handles, [f"{v:,.0f}" for v in legend], title="inference images/s", title_fontsize="x-small",
+                     fontsize="x-small", loc="upper left", labelspacing=1.2, borderpad=0.8, frameon=True)
+
+
 def summary_figure(metric_files, throughput_files, outputs, params: dict | None = None) -> None:
     """The paper's Figure 1: one point per model, x the drop at quality `quality` (default 10) after fine-tuning,
     y the drop after TTAC (both from the model's clean reference without mitigation), point area proportional to
@@ -360,33 +415,17 @@ def summary_figure(metric_files, throughput_files, outputs, params: dict | None 
     p = summary_points(metric_files, throughput_files, int(params["quality"]), params["field"])
     field, quality = params["field"], int(params["quality"])
     fastest = p["speed"].max()
-
-    def size(speed):
-        return 20 + 380 * speed / fastest if fastest > 0 else 100.0
-
-    sizes = [size(v) for v in p["speed"]]
+    sizes = [_area(v, fastest) for v in p["speed"]]
     sns.set_theme(style="whitegrid", context="paper")
     fig, ax = plt.subplots(figsize=(params["width"], params["width"]))
-    low, high = min(p["x"].min(), p["y"].min()), max(p["x"].max(), p["y"].max())
-    pad = 0.15 * (high - low) or 1.0
-    low, high = low - pad, high + pad
-    ax.plot([low, high], [low, high], color="0.5", linewidth=0.8, linestyle="--", zorder=1)
-    at = low + 0.88 * (high - low)
-    diagonal = ax.annotate("y = x", (at, at), xytext=(-5, 5), textcoords="offset points", ha="center", va="center",
-                fontsize="x-small", color="0.4", rotation=45)
+    diagonal = _diagonal(ax, p)
     ax.scatter(p["x"], p["y"], s=sizes, c=[f"C{i % 10}" for i in range(len(p))], alpha=0.75, edgecolors="0.2",
                linewidths=0.5, zorder=2)
-    ax.set_xlim(low, high)
-    ax.set_ylim(low, high)
-    ax.set_aspect("equal")
     name = FIELD_NAMES.get(field, field)
     ax.set_xlabel(f"Drop in {name} at Q={quality}, fine-tuned (points)")
     ax.set_ylabel(f"Drop in {name} at Q={quality}, TTAC (points)")
     ax.set_title(_definition(field), fontsize="x-small")
-    legend = sorted({_nice(fastest * f) for f in (0.25, 0.5, 1.0)} - {0.0})
-    handles = [ax.scatter([], [], s=size(v), color="0.7", edgecolors="0.2", linewidths=0.5) for v in legend]
-    sizes_legend = ax.legend(handles, [f"{v:,.0f}" for v in legend], title="inference images/s", title_fontsize="x-small",
-              fontsize="x-small", loc="upper left", labelspacing=1.2, borderpad=0.8, frameon=True)
+    sizes_legend = _size_legend(ax, fastest)
     fig.tight_layout()
     _place_labels(fig, ax, p, sizes, obstacles=(diagonal, sizes_legend))
     _save(fig, outputs, [ref for refs in p["refs"] for ref in refs], params["dpi"])
