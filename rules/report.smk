@@ -10,7 +10,6 @@ report: "captions/workflow.rst"
 
 REPORT_MITIGATIONS = study_mitigations(config)  # {model: [none, finetune, ...]}
 REPORT_WANTED = set(CLS["mitigations"])
-AC = CLS["ac_comparison"]
 SUMMARY_QUALITY = min(QUALITIES)  # the paper's Figure 1 is at Q=10, the lowest quality it evaluates
 # Every (model, mitigation) evaluated, models in config order; each table or figure reads the files of a subset.
 REPORT_PAIRS = [(model, mitigation) for model, ms in REPORT_MITIGATIONS.items() for mitigation in ms]
@@ -42,11 +41,9 @@ FIGURE = as_json(config["report"]["figure"])
 FIGURE_WITH_BANDS = as_json(
     {**config["report"]["figure"], "confidence": {**config["confidence"], "seed": config["seed"]}}
 )
-AC_METRICS = [
-    paths.metrics("classification", model, m)
-    for model, m in REPORT_PAIRS
-    if model == AC["model"] and (m in ("none", "offtheshelf", "ttac") or m.split("-")[0] in AC["networks"])
-]
+# Table 1 (every task comparing correctors) and Table 5 (every model with a transferred or multihead corrector)
+AC_METRICS = dag.ac_comparison_metrics(config)
+BORROWED_METRICS = dag.borrowed_metrics(config)
 
 # What `rule all` builds: each table or figure whose mitigations the config asks for.
 REPORT_TARGETS = [
@@ -58,10 +55,11 @@ if REPORT_WANTED & {"finetune", "offtheshelf", "ttac"}:
     REPORT_TARGETS += expand(paths.figure("mitigation_classification", "{ext}"), ext=["pdf", "png"])
 if TRANSFER_TARGETS:
     REPORT_TARGETS += expand(paths.figure("transfer_classification", "{ext}"), ext=["pdf", "png"])
+if BORROWED_METRICS:
     REPORT_TARGETS.append(paths.table("transfer"))
 if {"finetune", "ttac"} <= REPORT_WANTED:
     REPORT_TARGETS += expand(paths.figure("summary_classification", "{ext}"), ext=["pdf", "png"])
-if "ac_comparison" in REPORT_WANTED:
+if AC_METRICS:
     REPORT_TARGETS.append(paths.table("ac_comparison"))
 TASK_TABLES = dag.task_tables(config)
 REPORT_TARGETS += [paths.table(name) for name in TASK_TABLES]
@@ -178,22 +176,20 @@ rule table_ac_comparison:
     output:
         table=paths.table("ac_comparison"),
         html=dag.table_page("ac_comparison", "ac_comparison"),
-    params:
-        table=as_json({"qualities": AC["qualities"]}),
     conda:
         ENV
     log:
         paths.log("report", "table-ac_comparison"),
     message:
-        "Writing the artifact-correction comparison (Table 1) on {AC[model]}"
+        "Writing the artifact-correction comparison (Table 1): each task's AC-comparison model"
     shell:
-        "jpegstudy table --kind ac-comparison {input.metrics} --params {params.table:q} --out {output.table}"
+        "jpegstudy table --kind ac-comparison {input.metrics} --out {output.table}"
         " --html {output.html} > {log} 2>&1"
 
 
 rule table_transfer:
     input:
-        metrics=TRANSFER_METRICS,
+        metrics=BORROWED_METRICS,
         template=template("transfer_table.tex.j2"),
     output:
         table=paths.table("transfer"),
@@ -203,7 +199,7 @@ rule table_transfer:
     log:
         paths.log("report", "table-transfer"),
     message:
-        "Writing the transfer table (own against transferred TTAC correctors, Table 5)"
+        "Writing the transfer table (own against transferred and multihead TTAC correctors, Table 5)"
     shell:
         "jpegstudy table --kind transfer {input.metrics} --out {output.table}"
         " --html {output.html} > {log} 2>&1"
@@ -305,7 +301,7 @@ rule figure_task:
     log:
         paths.log("report", "figure-{name}"),
     message:
-        "Plotting {wildcards.name} against JPEG quality (Figure 3 or 4)"
+        "Plotting {wildcards.name} against JPEG quality (Figures 3, 4, 6 and 7)"
     shell:
         "jpegstudy figure --kind {params.kind} {input.metrics} --params {params.figure:q}"
         " --out {output.pdf} {output.png} > {log} 2>&1"

@@ -151,18 +151,20 @@ def test_ac_comparison_table(study):
               jsrec(study, SMALL, "arcnn-ttac", 20, "58.00")]),
         ("IDCN", ["Off-the-shelf", jsrec(study, SMALL, "idcn-offtheshelf", 10, "34.00"),
                   jsrec(study, SMALL, "idcn-offtheshelf", 20, "53.00")]),
-        ("", ["Task-targeted", jsrec(study, SMALL, "idcn-ttac", 10, "49.00"),
-              jsrec(study, SMALL, "idcn-ttac", 20, "59.00")]),
+        # the second best corrector of each column underlined, the best in bold
+        ("", ["Task-targeted", rf"\underline{{{jsrec(study, SMALL, 'idcn-ttac', 10, '49.00')}}}",
+              rf"\underline{{{jsrec(study, SMALL, 'idcn-ttac', 20, '59.00')}}}"]),
         # QGAC's rows are the study's offtheshelf / ttac files at the same qualities
         ("QGAC", ["Off-the-shelf", jsrec(study, SMALL, "offtheshelf", 10, "36.00"),
                   jsrec(study, SMALL, "offtheshelf", 20, "55.00")]),
-        ("", ["Task-targeted", jsrec(study, SMALL, "ttac", 10, "58.00"), jsrec(study, SMALL, "ttac", 20, "63.00")]),
+        ("", ["Task-targeted", rf"\textbf{{{jsrec(study, SMALL, 'ttac', 10, '58.00')}}}",
+              rf"\textbf{{{jsrec(study, SMALL, 'ttac', 20, '63.00')}}}"]),
     ]
     # without qualities: those of the ARCNN/IDCN files; without the none file: no None row
     assert body_lines(tables.ac_comparison_table(files[1:])) == lines[1:]
     with pytest.raises(ValueError, match=r"mobilenet_v2/finetune.json: mitigation 'finetune' is not part of"):
         tables.ac_comparison_table([*files, study["files"][(SMALL, "finetune")]])
-    with pytest.raises(ValueError, match="one model"):
+    with pytest.raises(ValueError, match="one model of each task"):
         tables.ac_comparison_table([*files, study["files"][(BIG, "ttac")]])
 
 
@@ -175,21 +177,25 @@ def test_transfer_table(study):
                 [corrector, *(jsrec(study, model, mitigation, q, fmt(v))
                               for q, v in zip(QUALITIES[1:], TOP1[model][mitigation][1:]))])
 
-    assert body_lines(tex) == [
+    def unmarked(lines):
+        return [(label, [re.sub(r"^\\(?:textbf|underline)\{(.*)\}$", r"\1", c) for c in cells])
+                for label, cells in lines]
+
+    assert unmarked(body_lines(tex)) == [
         row(BIG, "none", "None (JPEG)", first=True), row(BIG, "ttac", r"resnext101\_32x8d (own)"),
         row(BIG, f"transfer-{SMALL}", r"mobilenet\_v2"),
         row(SMALL, "none", "None (JPEG)", first=True), row(SMALL, "ttac", r"mobilenet\_v2 (own)"),
         row(SMALL, f"transfer-{BIG}", r"resnext101\_32x8d"),
     ]
-    assert [cells[1] for _, cells in body_lines(tex)] == [jsrec(study, BIG, "none", 10, "40.00"),
-                                                          jsrec(study, BIG, "ttac", 10, "66.00"),
-                                                          jsrec(study, BIG, f"transfer-{SMALL}", 10, "55.00"),
-                                                          jsrec(study, SMALL, "none", 10, "30.00"),
-                                                          jsrec(study, SMALL, "ttac", 10, "58.00"),
-                                                          jsrec(study, SMALL, f"transfer-{BIG}", 10, "50.00")]
+    # Q=10 in each model's block: its own corrector best (bold), the transferred one second (underlined)
+    assert [cells[1] for _, cells in body_lines(tex)] == [
+        jsrec(study, BIG, "none", 10, "40.00"), rf"\textbf{{{jsrec(study, BIG, 'ttac', 10, '66.00')}}}",
+        rf"\underline{{{jsrec(study, BIG, f'transfer-{SMALL}', 10, '55.00')}}}",
+        jsrec(study, SMALL, "none", 10, "30.00"), rf"\textbf{{{jsrec(study, SMALL, 'ttac', 10, '58.00')}}}",
+        rf"\underline{{{jsrec(study, SMALL, f'transfer-{BIG}', 10, '50.00')}}}"]
     assert all("/top5}" in c for _, cells in body_lines(tables.transfer_table(study["all"], "top5"))
                for c in cells[1:])
-    with pytest.raises(ValueError, match="no transfer-\\* rows"):
+    with pytest.raises(ValueError, match="no transfer-\\* or multihead-\\* rows"):
         tables.transfer_table([study["files"][(SMALL, "none")], study["files"][(SMALL, "ttac")]])
 
 

@@ -36,6 +36,7 @@ JSMEAN = re.compile(rf"\\jsmean(drop|rel)\{{({_PAIR}(?:,{_PAIR})*)\}}\{{([^}}]*)
 ROW_ID = re.compile(r"^[0-9a-f]{12}$")
 COMMENT = re.compile(r"(?<!\\)%")  # a LaTeX comment starts at an unescaped %
 NUMBER_CELL = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
+MARK = re.compile(r"\\(?:textbf|underline)\{([^{}]*)\}")  # the best (bold) and second (underlined) of a column
 
 
 def derived_refs(text: str) -> list[tuple[str, list[tuple[str, str]], str]]:
@@ -55,6 +56,7 @@ def table_refs(text: str) -> tuple[list[tuple[str, str, str | None]], list[str]]
     bodies = re.findall(r"\\begin\{(?:tabular|longtable)\}(.*?)\\end\{(?:tabular|longtable)\}", text, re.DOTALL)
     for line in "\n".join(bodies).splitlines():
         line = JSMEAN.sub("", JSDROP.sub("", JSDOC.sub("", JSREC.sub("", COMMENT.split(line)[0]))))
+        line = MARK.sub(r"\1", line)  # a typed number in bold is still a typed number
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]
     return refs, untraced
 
@@ -66,6 +68,7 @@ def html_refs(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """Like table_refs, for the HTML page of a table (report/table_html.py): refs are data-ref attributes."""
     refs = [(*_split_ref(html.unescape(ref)), html.unescape(printed)) for ref, printed in HTML_REF.findall(text)]
     cells = re.findall(r"<td[^>]*>(.*?)</td>", HTML_REF.sub("", text), re.DOTALL)
+    cells = [re.sub(r"</?[bu]>", "", c) for c in cells]  # bold, underlined: still a typed number
     return refs, [c.strip() for c in cells if NUMBER_CELL.match(c)]
 
 

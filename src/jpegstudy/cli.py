@@ -533,7 +533,7 @@ def cmd_table(a) -> None:
     from jpegstudy.report import tables
 
     p = _json(a.params)
-    options = {"classification": {"field": a.field, "intervals": p.get("intervals", True)},
+    options = {"classification": {"field": a.field or "top1", "intervals": p.get("intervals", True)},
                "ac-comparison": {"field": a.field, "qualities": p.get("qualities")},
                "transfer": {"field": a.field}}.get(a.kind, {})
     tables.write_table(a.kind, a.metrics, a.out, html=a.html, **options)
@@ -907,10 +907,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", default="classification",
                    choices=["classification", "ac-comparison", "transfer", "reference", "throughput"],
                    help="classification: every model and mitigation (appendix D.2); ac-comparison: Table 1; "
-                        "transfer: own against transferred TTAC correctors (Table 5); reference: clean results "
-                        "beside torchvision's (D.3); throughput: images/s (E)")
-    s.add_argument("--field", default="top1",
-                   choices=["top1", "top5", "map", "mask_ap", "miou", "pixel_acc", "accuracy", "ap"])
+                        "transfer: own against transferred and multihead TTAC correctors (Table 5); reference: clean "
+                        "results beside torchvision's (D.3); throughput: images/s (E)")
+    s.add_argument("--field", choices=["top1", "top5", "map", "mask_ap", "miou", "pixel_acc", "accuracy", "ap"],
+                   help="the field shown (default: classification top1; ac-comparison and transfer, each task's "
+                        "headline field: top1, map, miou, accuracy)")
     s.add_argument("--params", default="", help="JSON; classification: intervals (bool); ac-comparison: qualities")
     s.add_argument("--out", required=True, help="the LaTeX table (.tex)")
     s.add_argument("--html", help="also its HTML page (for snakemake's report), each number's ref kept")

@@ -13,6 +13,8 @@ FIELD_LABELS = {"top1": "Top-1 (\\%)", "top5": "Top-5 (\\%)", "map": "Box mAP@[.
 FIELD_NAMES = {"top1": "top-1", "top5": "top-5", "map": "box mAP", "mask_ap": "mask mAP", "miou": "mIoU",
                "pixel_acc": "pixel accuracy", "accuracy": "accuracy", "ap": "AP",
                "image_accuracy": "image accuracy", "patch_accuracy": "patch accuracy"}  # plain text, for figures
+# Each task's headline field: what its tables, figures and findings compare (the paper's metric of the task).
+HEADLINE = {"classification": "top1", "detection": "map", "segmentation": "miou", "forensics": "accuracy"}
 # What a table's caption calls each task's rows.
 TASK_TITLES = {"classification": "Classification", "detection": "Detection and instance segmentation",
                "segmentation": "Semantic segmentation", "forensics": "GAN-image forensics"}
@@ -114,6 +116,17 @@ def classification_frame(paths) -> pd.DataFrame:
         raise ValueError(f"{first}: rows on dataset {datasets[1]!r}, others on {datasets[0]!r}: one report, "
                          "one dataset")
     return df
+
+
+def task_frames(paths) -> dict[str, pd.DataFrame]:
+    """Metric files of several tasks, framed a task at a time (each checked as classification_frame checks one),
+    in the order the tasks first appear. Rows written before tasks were recorded are classification's."""
+    by_task: dict[str, list[str]] = {}
+    for path in paths:
+        rows = read_rows([path])
+        task = rows[0].get("task", "classification") if rows else "classification"
+        by_task.setdefault(task, []).append(str(path))
+    return {task: classification_frame(files) for task, files in by_task.items()}
 
 
 def by_quality(rows: pd.DataFrame) -> dict:

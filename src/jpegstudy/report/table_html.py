@@ -2,7 +2,7 @@
 
 Pandoc reads plain tabulars but drops our longtables and \\resizebox-ed tables as paragraphs of "&" (tried with
 pypandoc-binary 1.13), so this reads the one LaTeX dialect our table templates write: booktabs rules, a row per
-`\\\\`, cells split at unescaped `&`, and a few macros (\\jsrec, \\jsdoc, \\jsci, \\multicolumn, \\textbf, \\texttt).
+`\\\\`, cells split at unescaped `&`, and a few macros (\\jsrec, \\jsdoc, \\jsci, \\multicolumn, \\textbf, \\underline, \\texttt).
 An unknown macro is an error, not silently dropped text. Each number keeps its ref as a data-ref attribute, so
 `jpegstudy audit` traces the HTML page as it does the LaTeX."""
 
@@ -17,7 +17,7 @@ RULES = re.compile(r"\\(?:toprule|midrule|bottomrule|cmidrule(?:\([a-z]*\))?\{[^
                    r"|endlastfoot)")
 SYMBOLS = {"%": "%", "_": "_", "&": "&", "#": "#", "$": "$", "{": "{", "}": "}", ",": "\u2009", " ": " "}
 IGNORED = {"raggedright", "allowbreak", "thetable"}
-WRAPS = {"textbf": "b", "texttt": "code", "emph": "em"}
+WRAPS = {"textbf": "b", "underline": "u", "texttt": "code", "emph": "em"}
 STYLE = """body{font-family:sans-serif;font-size:14px;margin:1em}
 table{border-collapse:collapse}caption{caption-side:top;text-align:left;max-width:60em;margin-bottom:.6em}
 th,td{padding:.15em .6em;text-align:left;vertical-align:top}thead tr:last-child th{border-bottom:1px solid #000}

@@ -19,6 +19,7 @@ from jpegstudy.report.metrics import (
     AC_TRAINING,
     FIELD_LABELS,
     FIELD_NAMES,
+    HEADLINE,
     NETWORK_LABELS,
     TASK_TITLES,
     by_quality,
@@ -28,6 +29,7 @@ from jpegstudy.report.metrics import (
     mitigation_label,
     qualities_of,
     split_ac,
+    task_frames,
     throughput_frame,
 )
 
@@ -86,7 +88,7 @@ def confidence_label(df: pd.DataFrame) -> str:
 
 
 # A task's table of its headline field is labelled tab:{task}; of another field, tab:{task}-{field}.
-HEADLINE_FIELDS = ("top1", "map", "miou", "accuracy")
+HEADLINE_FIELDS = tuple(HEADLINE.values())
 
 
 def classification_table(metric_files, field: str = "top1", intervals: bool = True) -> str:
@@ -119,66 +121,134 @@ def classification_table(metric_files, field: str = "top1", intervals: bool = Tr
         label=f"tab:{task}" + ("" if field in HEADLINE_FIELDS else f"-{field}"))
 
 
-def ac_comparison_table(metric_files, qualities=None, field: str = "top1") -> str:
-    """The paper's Table 1: ARCNN, IDCN and QGAC, each off the shelf and task-targeted, on one model at a few
-    qualities (QGAC's rows come from its offtheshelf/ttac files). A "none" file, if given, adds the model without
-    correction for scale. `qualities`: the columns (default: those of the ARCNN/IDCN rows)."""
-    if field not in FIELD_LABELS:
-        raise ValueError(f"field {field!r}: tables print one of {', '.join(FIELD_LABELS)}")
-    df = classification_frame(metric_files)
+def ranked(cells: list[list[str]], values: list[list[float | None]]) -> list[list[str]]:
+    """Each column's best value in bold and its second underlined, as the paper's tables mark them (every field is
+    higher-is-better; ties share the mark; a column with one value gets bold only)."""
+    out = [list(row) for row in cells]
+    for col in range(len(cells[0]) if cells else 0):
+        distinct = sorted({row[col] for row in values if row[col] is not None}, reverse=True)
+        for r, row in enumerate(values):
+            if row[col] is not None and row[col] == distinct[0]:
+                out[r][col] = f"\\textbf{{{out[r][col]}}}"
+            elif row[col] is not None and len(distinct) > 1 and row[col] == distinct[1]:
+                out[r][col] = f"\\underline{{{out[r][col]}}}"
+    return out
+
+
+def _values(rows: dict, order, field: str) -> list[float | None]:
+    """The values the cells of _cells show, rounded as printed (marks follow what a reader sees)."""
+    return [round(float(rows[q][field]), 2) if q in rows else None for q in order]
+
+
+AC_ALIASES = {"offtheshelf": "qgac-offtheshelf", "ttac": "qgac-ttac"}  # QGAC's own mitigation names
+
+
+def _ac_correctors(df: pd.DataFrame, task: str) -> tuple[str, dict, dict | None]:
+    """One task's part of Table 1: (its model, {"arcnn-ttac"...: rows by quality}, the "none" rows or None)."""
     models = list(dict.fromkeys(df["model"]))
     if len(models) != 1:
-        raise ValueError(f"{df['source'].iloc[-1]}: the AC comparison is on one model, these files hold "
-                         f"{', '.join(models)}")
+        raise ValueError(f"{df['source'].iloc[-1]}: the AC comparison is on one model of each task, these {task} "
+                         f"files hold {', '.join(models)}")
     groups = {m: by_quality(rows) for m, rows in df.groupby("mitigation", sort=False)}
-    aliases = {"offtheshelf": "qgac-offtheshelf", "ttac": "qgac-ttac"}  # QGAC's own mitigation names
-    correctors = {aliases.get(m, m): rows for m, rows in groups.items() if split_ac(aliases.get(m, m))}
-    unused = sorted(set(groups) - set(aliases) - set(correctors) - {"none"})
+    correctors = {AC_ALIASES.get(m, m): rows for m, rows in groups.items() if split_ac(AC_ALIASES.get(m, m))}
+    unused = sorted(set(groups) - set(AC_ALIASES) - set(correctors) - {"none"})
     if unused:
         raise ValueError(f"{df[df['mitigation'] == unused[0]]['source'].iloc[0]}: mitigation {unused[0]!r} is "
                          "not part of the AC comparison")
     if not correctors:
-        raise ValueError(f"{', '.join(map(str, metric_files))}: no corrector rows to compare")
-    if qualities is None:
-        baselines = [q for m, rows in correctors.items() if not m.startswith("qgac-") for q in rows if q is not None]
-        qualities = sorted(set(baselines)) or qualities_of(df)
-    qualities = [int(q) for q in qualities]
+        raise ValueError(f"{', '.join(sorted(set(df['source'])))}: no corrector rows to compare")
+    return models[0], correctors, groups.get("none")
+
+
+def ac_comparison_table(metric_files, qualities=None, field: str | None = None) -> str:
+    """The paper's Table 1: ARCNN, IDCN and QGAC, each off the shelf and task-targeted, in front of one model of each
+    task (its headline field; `field` for a one-task table) at a few qualities (QGAC's rows come from its
+    offtheshelf/ttac files): a column group per task, the best corrector of each column in bold, the second
+    underlined. A task's "none" file, if given, adds a row without correction for scale. `qualities`: the columns
+    (default: those of the ARCNN/IDCN rows)."""
+    frames = task_frames(metric_files)
+    if field is not None and (field not in FIELD_LABELS or len(frames) > 1):
+        raise ValueError(f"field {field!r}: a one-task table prints one of {', '.join(FIELD_LABELS)}; several "
+                         "tasks print each one's headline field")
+    parts = []
+    for task, df in frames.items():
+        model, correctors, none = _ac_correctors(df, task)
+        shown = field or HEADLINE[task]
+        if shown not in df:
+            raise ValueError(f"{df['source'].iloc[0]}: its rows have no {shown!r} (a {task} metric file)")
+        baselines = sorted({q for m, rows in correctors.items() if not m.startswith("qgac-") for q in rows
+                            if q is not None})
+        columns = [int(q) for q in (qualities or baselines or qualities_of(df))]
+        parts.append({"task": task, "title": TASK_TITLES.get(task, task), "model": model, "dataset":
+                      df["dataset"].iloc[0], "field": shown, "field_label": FIELD_LABELS[shown], "qualities": columns,
+                      "correctors": correctors, "none": none})
+    keys = [(network, how) for network in AC_NETWORKS for how in AC_TRAINING
+            if any(f"{network}-{how}" in part["correctors"] for part in parts)]
+    cells, values = [], []
+    for network, how in keys:
+        row_cells, row_values = [], []
+        for part in parts:
+            rows = part["correctors"].get(f"{network}-{how}", {})
+            row_cells += _cells(rows, part["qualities"], part["field"])
+            row_values += _values(rows, part["qualities"], part["field"])
+        cells.append(row_cells)
+        values.append(row_values)
+    marked = ranked(cells, values)
     networks = []
-    for network in AC_NETWORKS:
-        rows = [{"training": TRAINING[how], "cells": _cells(correctors[f"{network}-{how}"], qualities, field)}
-                for how in AC_TRAINING if f"{network}-{how}" in correctors]
-        if rows:
-            networks.append({"name": NETWORK_LABELS[network], "rows": rows})
-    none = _cells(groups["none"], qualities, field) if "none" in groups else None
+    for (network, how), row in zip(keys, marked):
+        if not networks or networks[-1]["key"] != network:
+            networks.append({"key": network, "name": NETWORK_LABELS[network], "rows": []})
+        networks[-1]["rows"].append({"training": TRAINING[how], "cells": row})
+    unmitigated = None
+    if any(part["none"] is not None for part in parts):
+        unmitigated = [c for part in parts for c in (_cells(part["none"], part["qualities"], part["field"])
+                                                     if part["none"] is not None else ["--"] * len(part["qualities"]))]
     return environment().get_template("ac_comparison_table.tex.j2").render(
-        sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], model=models[0], qualities=qualities,
-        networks=networks, unmitigated=none, field_label=FIELD_LABELS[field])
+        sources=[str(p) for p in metric_files], parts=parts, networks=networks, unmitigated=unmitigated)
 
 
-def transfer_table(metric_files, field: str = "top1") -> str:
-    """The classification part of the paper's Table 5: for every model with a transferred TTAC corrector, its
-    accuracy at each quality without correction, with its own TTAC corrector, and with each corrector trained on
-    another model (transfer-{source}). Clean is left out: correctors never touch clean images."""
-    if field not in FIELD_LABELS:
-        raise ValueError(f"field {field!r}: tables print one of {', '.join(FIELD_LABELS)}")
-    df = classification_frame(metric_files)
-    df = df[df["mitigation"].isin(["none", "ttac"]) | df["mitigation"].str.startswith("transfer-")]
-    with_transfer = set(df[df["mitigation"].str.startswith("transfer-")]["model"])
-    targets = [model for model in dict.fromkeys(df["model"]) if model in with_transfer]  # as they come
-    if not targets:
-        raise ValueError(f"{', '.join(map(str, metric_files))}: no transfer-* rows (the transfer table compares "
-                         "a model's own TTAC corrector with those of other models)")
-    qualities = qualities_of(df)
-    models = []
-    for name in targets:
-        blocks = sorted(df[df["model"] == name].groupby("mitigation", sort=False),
-                        key=lambda item: mitigation_key(item[0]))
-        models.append({"name": name, "rows": [
-            {"corrector": {"none": "None (JPEG)", "ttac": f"{name} (own)"}.get(m, m.removeprefix("transfer-")),
-             "cells": _cells(by_quality(rows), qualities, field)} for m, rows in blocks]})
+def transfer_table(metric_files, field: str | None = None) -> str:
+    """The paper's Table 5, for every task given: for every model with a transferred or multihead corrector, its
+    headline field (`field` for a one-task table) at each quality without correction, with its own TTAC corrector,
+    with each TTAC corrector trained on a classifier (transfer-{source}: across models, or across tasks) and with
+    each multihead corrector (multihead-{group}); in each model's block the best corrector of each column in bold,
+    the second underlined. Clean is left out: correctors never touch clean images."""
+    frames = task_frames(metric_files)
+    if field is not None and (field not in FIELD_LABELS or len(frames) > 1):
+        raise ValueError(f"field {field!r}: a one-task table prints one of {', '.join(FIELD_LABELS)}; several "
+                         "tasks print each one's headline field")
+    blocks, qualities = [], None
+    for task, df in frames.items():
+        shown = field or HEADLINE[task]
+        df = df[df["mitigation"].isin(["none", "ttac"]) | df["mitigation"].str.startswith(("transfer-", "multihead-"))]
+        borrowed = set(df[df["mitigation"].str.startswith(("transfer-", "multihead-"))]["model"])
+        qualities = qualities or qualities_of(df)
+        for name in [model for model in dict.fromkeys(df["model"]) if model in borrowed]:
+            ordered = sorted(df[df["model"] == name].groupby("mitigation", sort=False),
+                             key=lambda item: mitigation_key(item[0]))
+            correctors = [(m, by_quality(rows)) for m, rows in ordered if m != "none"]
+            marked = ranked([_cells(rows, qualities, shown) for _, rows in correctors],
+                            [_values(rows, qualities, shown) for _, rows in correctors])
+            none = [_cells(by_quality(rows), qualities, shown) for m, rows in ordered if m == "none"]
+            blocks.append({"task": TASK_TITLES.get(task, task), "field": FIELD_NAMES[shown], "name": name,
+                           "rows": [{"corrector": "None (JPEG)", "cells": cells} for cells in none] + [
+                               {"corrector": _corrector_name(m, name), "cells": cells}
+                               for (m, _), cells in zip(correctors, marked)]})
+    if not blocks:
+        raise ValueError(f"{', '.join(map(str, metric_files))}: no transfer-* or multihead-* rows (the transfer "
+                         "table compares a model's own TTAC corrector with those trained for other models)")
     return environment().get_template("transfer_table.tex.j2").render(
-        sources=[str(p) for p in metric_files], dataset=df["dataset"].iloc[0], qualities=qualities, models=models,
-        field_label=FIELD_LABELS[field])
+        sources=[str(p) for p in metric_files], qualities=qualities, blocks=blocks,
+        datasets=", ".join(dict.fromkeys(df["dataset"].iloc[0] for df in frames.values())),
+        grouped=len(frames) > 1)
+
+
+def _corrector_name(mitigation: str, model: str) -> str:
+    if mitigation == "ttac":
+        return f"{model} (own)"
+    if mitigation.startswith("multihead-"):
+        return f"multihead {mitigation.removeprefix('multihead-')}"
+    return mitigation.removeprefix("transfer-")
 
 
 def documented_accuracy(model_config: dict, model: str) -> dict | None:
