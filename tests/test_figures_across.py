@@ -320,7 +320,9 @@ def test_rows_a_figure_cannot_place_name_their_file(study, tmp_path):
         path.write_text(json.dumps(data))
         return path
 
-    cases = {"untasked.json": (lambda r: {k: v for k, v in r.items() if k != "task"}, "rows without 'task'"),
+    # rows without a task are classification's (written before tasks were recorded): these have no top-1
+    cases = {"untasked.json": (lambda r: {k: v for k, v in r.items() if k != "task"},
+                               "rows without 'top1', classification's headline metric"),
              "mixed.json": (lambda r: {**r, "task": "segmentation" if r["quality"] == 10 else r["task"]},
                             r"rows of several tasks \(detection, segmentation\)"),
              "other.json": (lambda r: {**r, "task": "captioning"}, "rows of task 'captioning', which has no "),

@@ -15,20 +15,17 @@ import seaborn as sns
 from matplotlib import pyplot as plt
 from matplotlib.lines import Line2D
 
-from jpegstudy.report import figures
+from jpegstudy.report import figures, metrics
 from jpegstudy.report.metrics import (
     BASE_MITIGATIONS,
     FIELD_NAMES,
+    HEADLINE,
     TASK_TITLES,
-    classification_frame,
     mitigation_key,
     mitigation_label,
-    read_rows,
     throughput_frame,
 )
 
-# The metric each task's figures plot (Mask R-CNN's mask mAP is its tables' business).
-HEADLINE = {"classification": "top1", "detection": "map", "segmentation": "miou", "forensics": "accuracy"}
 # Figure 1's colour and marker of each task's points.
 TASK_STYLE = {"classification": ("C0", "o"), "detection": ("C1", "s"), "segmentation": ("C2", "^"),
               "forensics": ("C4", "D")}
@@ -38,24 +35,8 @@ DEFINITION = "drop = clean metric without mitigation − metric with it, in poin
 
 
 def task_frames(metric_files) -> dict[str, pd.DataFrame]:
-    """{task: its rows} in the reports' task order, each task framed (classification_frame) on its own files."""
-    files: dict[str, list[str]] = {}
-    for path in map(str, metric_files):
-        tasks = {row.get("task") for row in read_rows([path])}
-        if not tasks:
-            raise ValueError(f"{path}: no metric rows")
-        if None in tasks:
-            raise ValueError(f"{path}: rows without 'task': the cross-task figures group rows by it")
-        if len(tasks) > 1:
-            raise ValueError(f"{path}: rows of several tasks ({', '.join(sorted(tasks))}) in one metric file")
-        (task,) = tasks
-        if task not in HEADLINE:
-            raise ValueError(f"{path}: rows of task {task!r}, which has no headline metric (tasks: "
-                             f"{', '.join(HEADLINE)})")
-        files.setdefault(task, []).append(path)
-    if not files:
-        raise ValueError("no metric files")
-    frames = {task: classification_frame(files[task]) for task in HEADLINE if task in files}
+    """metrics.task_frames, each task's rows checked to have its headline metric."""
+    frames = metrics.task_frames(metric_files)
     for task, df in frames.items():
         if HEADLINE[task] not in df:
             raise ValueError(f"{df['source'].iloc[0]}: rows without {HEADLINE[task]!r}, {task}'s headline metric")

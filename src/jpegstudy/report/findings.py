@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from jpegstudy import atomic
-from jpegstudy.report.metrics import by_quality, classification_frame, fmt, qualities_of, read_rows
+from jpegstudy.report.metrics import by_quality, fmt, qualities_of, task_frames
 from jpegstudy.report.tables import cell, environment
 
 MITIGATIONS = ("none", "finetune", "ttac")
@@ -64,7 +64,6 @@ UNITS = (Unit("classification", "top1", "classification", "top-1 accuracy"),
          Unit("detection", "mask_ap", "instance segmentation", "mask mAP", optional=True),
          Unit("segmentation", "miou", "semantic segmentation", "mIoU"),
          Unit("forensics", "accuracy", "GAN-image forensics", "real/fake accuracy", binary=True))
-TASKS = tuple(dict.fromkeys(u.task for u in UNITS))
 
 
 @dataclass(frozen=True)
@@ -142,24 +141,6 @@ class UnitResult:
         return [m.drops.get((mitigation, quality)) for m in self.models]
 
 
-def task_files(metric_files) -> dict[str, list[str]]:
-    """The metric files by the task of their rows (rows written before tasks were recorded are classification's)."""
-    out: dict = {}
-    for path in metric_files:
-        tasks = {row.get("task") or "classification" for row in read_rows([path])}
-        if not tasks:
-            raise ValueError(f"{path}: no metric rows")
-        if len(tasks) > 1:
-            raise ValueError(f"{path}: rows of several tasks ({', '.join(sorted(tasks))}): one task a metric file")
-        task = tasks.pop()
-        if task not in TASKS:
-            raise ValueError(f"{path}: rows of task {task!r}; the findings read {', '.join(TASKS)}")
-        out.setdefault(task, []).append(str(path))
-    if not out:
-        raise ValueError("no metric files: the findings page needs the metric files of the study")
-    return out
-
-
 def moderate_quality(qualities: list[int]) -> int:
     """Q=50 where evaluated (the paper's moderate compression), else the middle quality."""
     return 50 if 50 in qualities else qualities[len(qualities) // 2]
@@ -193,11 +174,13 @@ def unit_result(df: pd.DataFrame, unit: Unit) -> UnitResult | None:
 
 
 def unit_results(metric_files) -> list[UnitResult]:
-    files = task_files(metric_files)
+    if not metric_files:
+        raise ValueError("no metric files: the findings page needs the metric files of the study")
+    frames = task_frames(metric_files)
     out = []
     for unit in UNITS:
-        if unit.task in files:
-            found = unit_result(classification_frame(files[unit.task]), unit)
+        if unit.task in frames:
+            found = unit_result(frames[unit.task], unit)
             out += [found] if found else []
     return out
 

@@ -118,15 +118,29 @@ def classification_frame(paths) -> pd.DataFrame:
     return df
 
 
+def task_files(paths) -> dict[str, list[str]]:
+    """Metric files by the task of their rows, in the reports' task order (HEADLINE's); rows written before tasks
+    were recorded are classification's. A file of no rows, of several tasks or of an unknown task is refused."""
+    files: dict[str, list[str]] = {}
+    for path in map(str, paths):
+        tasks = {row.get("task") or "classification" for row in read_rows([path])}
+        if not tasks:
+            raise ValueError(f"{path}: no metric rows")
+        if len(tasks) > 1:
+            raise ValueError(f"{path}: rows of several tasks ({', '.join(sorted(tasks))}) in one metric file")
+        (task,) = tasks
+        if task not in HEADLINE:
+            raise ValueError(f"{path}: rows of task {task!r}, which has no headline metric (tasks: "
+                             f"{', '.join(HEADLINE)})")
+        files.setdefault(task, []).append(path)
+    if not files:
+        raise ValueError("no metric files")
+    return {task: files[task] for task in HEADLINE if task in files}
+
+
 def task_frames(paths) -> dict[str, pd.DataFrame]:
-    """Metric files of several tasks, framed a task at a time (each checked as classification_frame checks one),
-    in the order the tasks first appear. Rows written before tasks were recorded are classification's."""
-    by_task: dict[str, list[str]] = {}
-    for path in paths:
-        rows = read_rows([path])
-        task = rows[0].get("task", "classification") if rows else "classification"
-        by_task.setdefault(task, []).append(str(path))
-    return {task: classification_frame(files) for task, files in by_task.items()}
+    """{task: its rows} in the reports' task order, each task framed (classification_frame) on its own files."""
+    return {task: classification_frame(files) for task, files in task_files(paths).items()}
 
 
 def by_quality(rows: pd.DataFrame) -> dict:
