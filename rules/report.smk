@@ -65,7 +65,9 @@ TASK_TABLES = dag.task_tables(config)
 REPORT_TARGETS += [paths.table(name) for name in TASK_TABLES]
 TASK_FIGURES = dag.task_figures(config)
 REPORT_TARGETS += [paths.figure(name, ext) for name in TASK_FIGURES for ext in ("pdf", "png")]
-REPORT_TARGETS += [paths.table("reference"), paths.table("throughput")]
+ACROSS_FIGURES = dag.across_figures(config)
+REPORT_TARGETS += [paths.figure(name, ext) for name in ACROSS_FIGURES for ext in ("pdf", "png")]
+REPORT_TARGETS += [paths.table("findings"), paths.table("reference"), paths.table("throughput")]
 REFERENCE_TASKS = [task for task in ("detection", "segmentation", "forensics") if task in config]
 REPORT_TARGETS += [paths.table(f"reference_{task}") for task in REFERENCE_TASKS]
 REPORT_TARGETS += expand(paths.figure("throughput_classification", "{ext}"), ext=["pdf", "png"])
@@ -101,7 +103,10 @@ STUDY_PIECES = {
     f"qualitative:{model}": path for model, path in APPENDIX_QUALITATIVE_DETECTION.items()
 } | {
     f"qualitative:segmentation:{model}": path for model, path in APPENDIX_QUALITATIVE_SEGMENTATION.items()
-} | TIDE_PIECES
+} | TIDE_PIECES | {
+    f"example:{task}": path for task, path in dag.example_pieces(
+        config, APPENDIX_QUALITATIVE_DETECTION, APPENDIX_QUALITATIVE_SEGMENTATION).items()
+}
 REPORT_TARGETS += [*APPENDIX_TARGETS, paths.study_pdf()]
 
 
@@ -305,6 +310,66 @@ rule figure_task:
     shell:
         "jpegstudy figure --kind {params.kind} {input.metrics} --params {params.figure:q}"
         " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+# The main-body figures across tasks: Figures 3, 4 and 8 (Figure 1 has its throughput too, below).
+rule figure_across:
+    input:
+        metrics=lambda w: ACROSS_FIGURES[w.name][1],
+    output:
+        pdf=paths.figure("{name}", "pdf"),
+        png=dag.figure_png("{name}", "across_figure", "Figures across tasks"),
+    wildcard_constraints:
+        name="|".join(n for n in ACROSS_FIGURES if n != "summary_tasks") or "(?!)",
+    params:
+        kind=lambda w: ACROSS_FIGURES[w.name][0],
+        figure=FIGURE_WITH_BANDS,
+    conda:
+        ENV
+    log:
+        paths.log("report", "figure-{name}"),
+    message:
+        "Plotting {wildcards.name}: a panel per task (Figures 3 and 4) or per multihead member (Figure 8)"
+    shell:
+        "jpegstudy figure --kind {params.kind} {input.metrics} --params {params.figure:q}"
+        " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule figure_summary_tasks:
+    input:
+        metrics=ACROSS_FIGURES.get("summary_tasks", ("", []))[1],
+        throughput=ALL_THROUGHPUT,
+    output:
+        pdf=paths.figure("summary_tasks", "pdf"),
+        png=dag.figure_png("summary_tasks", "summary_tasks", "Figures across tasks"),
+    params:
+        figure=as_json({**config["report"]["figure"], "quality": SUMMARY_QUALITY}),
+    conda:
+        ENV
+    log:
+        paths.log("report", "figure-summary_tasks"),
+    message:
+        "Plotting fine-tuning against TTAC at Q={SUMMARY_QUALITY} for every model of every task, sized by"
+        " throughput (Figure 1)"
+    shell:
+        "jpegstudy figure --kind summary-tasks {input.metrics} --throughput {input.throughput}"
+        " --params {params.figure:q} --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule findings:
+    input:
+        metrics=dag.findings_metrics(config),
+        template=template("findings.tex.j2"),
+    output:
+        page=paths.table("findings"),
+    conda:
+        ENV
+    log:
+        paths.log("report", "findings"),
+    message:
+        "Writing the findings page: the paper's three claims, each against the study's own numbers"
+    shell:
+        "jpegstudy findings {input.metrics} --out {output.page} > {log} 2>&1"
 
 
 rule figure_mitigation_classification:

@@ -47,6 +47,8 @@ def run_snakemake(workdir, *args, config=None, quiet=True):
 REPEATED = (
     "results/models/classification/resnet18/reference.pt", "results/models/classification/mobilenet_v2/reference.pt",
     "results/models/classification/mobilenet_v2/finetune.pt", "results/models/correction/qgac/offtheshelf.pt",
+    "results/models/correction/qgac/multihead/two_task.pt",
+    "results/metrics/classification/mobilenet_v2/multihead-two_task.json",
     "results/models/correction/qgac/ttac/classification-resnet18.pt",
     "results/models/correction/idcn/q10/ttac/classification-mobilenet_v2.pt",
     "results/metrics/classification/resnet18/none.json", "results/metrics/classification/mobilenet_v2/ttac.json",

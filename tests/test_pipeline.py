@@ -36,7 +36,8 @@ def test_smoke_study_makes_table_figure_and_metrics(smoke_runs):
     assert {(m, mitigation) for m, mitigation, _ in values} == {
         (m, mitigation) for m in models for mitigation in ("none", "finetune", "offtheshelf", "ttac")} | {
         ("resnet18", "transfer-mobilenet_v2"), ("mobilenet_v2", "transfer-resnet18")} | {
-        ("mobilenet_v2", f"{net}-{how}") for net in ("arcnn", "idcn") for how in ("offtheshelf", "ttac")}
+        ("mobilenet_v2", f"{net}-{how}") for net in ("arcnn", "idcn") for how in ("offtheshelf", "ttac")} | {
+        ("mobilenet_v2", "multihead-two_task")}  # the classifier of the smoke study's one multihead group
     # the quality-aware baselines are evaluated at their own quality only
     assert {q for m, mitigation, q in values if mitigation == "idcn-ttac"} == {None, 10}
     assert all(n == 30 for _, _, n in values.values())  # 10 classes x 3 val images
@@ -173,7 +174,9 @@ REMADE = ("reports/tables/classification.tex", "reports/tables/ac_comparison.tex
           "reports/figures/model_segmentation_resnet18_ppm.png",
           "reports/appendix/qualitative_segmentation_resnet18_ppm.png", "reports/tables/forensics.tex",
           "reports/figures/mitigation_forensics.png", "reports/figures/model_forensics_chai.png",
-          "reports/figures/forensics_spectrum.png")
+          "reports/figures/forensics_spectrum.png", "reports/tables/findings.tex", "reports/tables/transfer.tex",
+          "reports/figures/drop_tasks.png", "reports/figures/mitigation_tasks.pdf", "reports/figures/multihead.png",
+          "reports/figures/transfer_detection.png")
 
 
 def test_tables_and_figures_remade_from_the_same_results_are_the_same_bytes(smoke_copy):

@@ -542,14 +542,25 @@ def cmd_table(a) -> None:
 def cmd_figure(a) -> None:
     from jpegstudy.report import figures
 
+    from jpegstudy.report import across
+
     p = _json(a.params)
-    if a.kind == "summary":
+    if a.kind in ("summary", "summary-tasks"):
         if not a.throughput:
-            raise ValueError("jpegstudy figure --kind summary: give the throughput files with --throughput")
-        figures.summary_figure(a.metrics, a.throughput, a.out, p)
+            raise ValueError(f"jpegstudy figure --kind {a.kind}: give the throughput files with --throughput")
+        (figures.summary_figure if a.kind == "summary" else across.summary_tasks_figure)(
+            a.metrics, a.throughput, a.out, p)
     else:
         {"drop": figures.drop_figure, "mitigation": figures.mitigation_figure, "transfer": figures.transfer_figure,
-         "model": figures.model_figure, "throughput": figures.throughput_figure}[a.kind](a.metrics, a.out, p)
+         "model": figures.model_figure, "throughput": figures.throughput_figure,
+         "drop-tasks": across.drop_tasks_figure, "mitigation-tasks": across.mitigation_tasks_figure,
+         "multihead": across.multihead_figure}[a.kind](a.metrics, a.out, p)
+
+
+def cmd_findings(a) -> None:
+    from jpegstudy.report import findings
+
+    findings.write_findings(a.metrics, a.out)
 
 
 def cmd_spectrum(a) -> None:
@@ -920,13 +931,21 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("figure", help="a figure (PDF and PNG) from metric files")
     s.add_argument("metrics", nargs="+")
     s.add_argument("--kind", default="drop", choices=["drop", "mitigation", "transfer", "summary", "model",
-                                                      "throughput"],
-                   help="drop: Figure 3; mitigation: Figure 4; transfer: Figure 7a; summary: Figure 1; model: one "
-                        "model's plot (appendix D.1); throughput: Figure 19 (its inputs are throughput files)")
+                                                      "throughput", "summary-tasks", "drop-tasks",
+                                                      "mitigation-tasks", "multihead"],
+                   help="one task's: drop: Figure 3; mitigation: Figure 4; transfer: Figure 7; summary: Figure 1; "
+                        "model: one model's plot (appendix D.1); every task's: summary-tasks (Figure 1), "
+                        "drop-tasks (Figure 3), mitigation-tasks (Figure 4), multihead (Figure 8); throughput: "
+                        "Figure 19 (its inputs are throughput files)")
     s.add_argument("--throughput", nargs="+", default=[], help="summary: the throughput files (point size)")
     s.add_argument("--params", default="", help="JSON plotting options (width, height, dpi, field; quality)")
     s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
     s.set_defaults(func=cmd_figure)
+
+    s = sub.add_parser("findings", help="the findings page: the paper's three claims against the study's numbers")
+    s.add_argument("metrics", nargs="+", help="the metric files of every task in the study")
+    s.add_argument("--out", required=True, help="the LaTeX piece (.tex), every number traceable")
+    s.set_defaults(func=cmd_findings)
 
     s = sub.add_parser("spectrum", help="a real/fake set's examples and the mean spectra of its two halves")
     s.add_argument("--manifest", required=True, help="the set's manifest (CNNDetection layout)")

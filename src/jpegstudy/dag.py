@@ -231,6 +231,46 @@ def task_figures(config: dict) -> dict[str, tuple[str, str, list[str]]]:
     return figures
 
 
+def across_figures(config: dict) -> dict[str, tuple[str, list[str]]]:
+    """The main-body figures across every task (those with the rows they need): {name: (figure kind, metric
+    files)}: Figure 1 (summary_tasks: fine-tuning against TTAC, every model), 3 (drop_tasks), 4 (mitigation_tasks)
+    and 8 (multihead: each member model's own and multihead correctors)."""
+    tasks = [t for t in HEADLINE if t in config]
+    figures = {"drop_tasks": ("drop-tasks", [f for t in tasks for f in task_metrics(config, t, mitigations=("none",))])}
+    mitigated = [t for t in tasks if set(config[t]["mitigations"]) & {"finetune", "offtheshelf", "ttac"}]
+    if mitigated:
+        figures["mitigation_tasks"] = ("mitigation-tasks", [f for t in mitigated for f in task_metrics(
+            config, t, mitigations=("none", "finetune", "offtheshelf", "ttac"))])
+    both = [t for t in tasks if {"finetune", "ttac"} <= set(config[t]["mitigations"])]
+    if both:
+        figures["summary_tasks"] = ("summary-tasks", [f for t in both for f in task_metrics(
+            config, t, mitigations=("none", "finetune", "ttac"))])
+    multihead = [f for f in borrowed_metrics(config) if "/transfer-" not in f]
+    if any("/multihead-" in f for f in multihead):
+        members = {f.rsplit("/", 1)[0] for f in multihead if "/multihead-" in f}  # a member model's folder
+        figures["multihead"] = ("multihead", [f for f in multihead if f.rsplit("/", 1)[0] in members])
+    return figures
+
+
+def findings_metrics(config: dict) -> list[str]:
+    """What the findings page weighs: every model of every task without mitigation, fine-tuned and with TTAC."""
+    return [f for t in HEADLINE if t in config for f in task_metrics(config, t, mitigations=("none", "finetune", "ttac"))]
+
+
+def example_pieces(config: dict, detection: dict[str, str], segmentation: dict[str, str]) -> dict[str, str]:
+    """Figure 5's panels (the body's qualitative figure at the lowest quality), from the appendix's qualitative
+    figures: {"detection": a detector with masks (detection and instance segmentation in one), else the first,
+    "segmentation": the first segmenter}."""
+    out = {}
+    if detection:
+        models = config["detection"]["models"]
+        masked = [m for m in detection if models[m].get("arch", m) in MASK_DETECTORS]
+        out["detection"] = detection[(masked or list(detection))[0]]
+    if segmentation:
+        out["segmentation"] = next(iter(segmentation.values()))
+    return out
+
+
 def tide_models(config: dict) -> dict[str, str]:
     """The detectors TIDE analyses (appendix B), with what: {model: "segm" for Mask R-CNN (its masks, as the paper),
     "bbox" for the others}."""

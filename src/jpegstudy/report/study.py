@@ -29,13 +29,26 @@ from jpegstudy.report import documented as documented_refs
 from jpegstudy.report.metrics import read_rows
 from jpegstudy.report.tables import environment, latex_escape
 
-KINDS = ("table", "figure", "model", "gradcam", "qualitative", "tide")
+KINDS = ("table", "figure", "model", "gradcam", "qualitative", "tide", "example")
 # Where each piece goes, and its title in the PDF. A piece is "kind:name" (or kind:name:model for per-model ones).
 FIGURES = {
-    "summary": "Drop at the lowest quality after fine-tuning against after TTAC; point size: throughput (Figure 1)",
-    "drop": "Drop in accuracy against JPEG quality, per model, without mitigation (Figure 3)",
-    "mitigation": "Drop in accuracy against JPEG quality with each mitigation (Figure 4)",
-    "transfer": "Each model's own TTAC corrector against TTAC correctors transferred from other models (Figure 7a)",
+    "summary_tasks": "Drop at the lowest quality after fine-tuning against after TTAC, every model of every task; "
+                     "marker: task, point size: throughput (Figure 1)",
+    "drop_tasks": "Drop in each task's headline metric against JPEG quality, per model, without mitigation "
+                  "(Figure 3)",
+    "mitigation_tasks": "Drop in each task's headline metric against JPEG quality with each mitigation (Figure 4)",
+    "multihead": "Each member model's own TTAC corrector against the multihead correctors of its groups (Figure 8)",
+    "summary": "Classification: drop at the lowest quality after fine-tuning against after TTAC; point size: "
+               "throughput (Figure 1, classification)",
+    "drop": "Drop in top-1 accuracy against JPEG quality, per classifier, without mitigation (Figure 3, "
+            "classification)",
+    "mitigation": "Drop in top-1 accuracy against JPEG quality with each mitigation (Figure 4, classification)",
+    "transfer": "Each classifier's own TTAC corrector against TTAC correctors transferred from other classifiers "
+                "(Figure 7a)",
+    "transfer_detection": "Each detector's own TTAC corrector against the classifiers' TTAC correctors: transfer "
+                          "across tasks (Figure 7b)",
+    "transfer_segmentation": "Each segmenter's own TTAC corrector against the classifiers' TTAC correctors: "
+                             "transfer across tasks (Figure 7c)",
     "drop_detection": "Drop in box mAP against JPEG quality, per detector, without mitigation (Figure 3, detection)",
     "mitigation_detection": "Drop in box mAP against JPEG quality with each mitigation (Figure 4, detection)",
     "drop_segmentation": "Drop in mIoU against JPEG quality, per segmenter, without mitigation (Figure 3, "
