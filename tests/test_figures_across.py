@@ -333,3 +333,27 @@ def test_rows_a_figure_cannot_place_name_their_file(study, tmp_path):
     (tmp_path / "empty.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="empty.json: no metric rows$"):
         across.task_frames([tmp_path / "empty.json"])
+
+
+def test_table_5_covers_every_task_with_its_borrowed_correctors_marked(study):
+    """Table 5 across tasks (tables.transfer_table): a block per model with a multihead corrector, each task named on
+    its first block in its headline metric; in each block and column the best corrector bold, the second
+    underlined (Q=10: own TTAC best everywhere here, then the better multihead group)."""
+    from jpegstudy.report import tables
+
+    tex = tables.transfer_table(list(study["files"].values()))
+    lines = [line.removesuffix("\\\\").split(" & ") for line in tex.splitlines() if " & " in line and "jsrec" in line]
+    assert [cells[:3] for cells in lines] == [
+        ["Classification (top-1)", "resnet18", "None (JPEG)"], ["", "", r"resnet18 (own)"],
+        ["", "", r"multihead g1"], ["", "", r"multihead g2"],
+        ["Detection and instance segmentation (box mAP)", r"faster\_rcnn", "None (JPEG)"],
+        ["", "", r"faster\_rcnn (own)"], ["", "", "multihead g2"],
+        ["Semantic segmentation (mIoU)", "resnet18", "None (JPEG)"], ["", "", "resnet18 (own)"],
+        ["", "", "multihead g1"]]
+    q10 = [cells[3] for cells in lines]
+    marks = [c.split("{")[0] if not c.startswith("\\jsrec") else "" for c in q10]
+    assert marks == ["", "\\textbf", "\\underline", "", "", "\\textbf", "\\underline", "", "\\textbf", "\\underline"]
+    assert [c.rsplit("{", 1)[1].rstrip("}") for c in q10] == [
+        "30.00", "55.00", "52.00", "50.00", "10.00", "28.00", "26.00", "15.00", "26.00", "25.00"]
+    with pytest.raises(ValueError, match="several tasks print each one's headline field"):
+        tables.transfer_table(list(study["files"].values()), field="top1")

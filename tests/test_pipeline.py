@@ -363,3 +363,20 @@ def test_a_plotting_option_reruns_only_plotting(smoke_copy):
     planned = planned_rules(result)
     assert "figure_drop_classification" in planned and "study_pdf" in planned
     assert all(r.startswith(("figure_", "appendix_")) or r == "study_pdf" for r in planned), planned
+
+
+def test_study_pdf_is_ordered_as_the_paper(smoke_runs):
+    """Findings first, the results across tasks (Figures 1, 3, 4, Table 1, Figure 5, Figure 7, Table 5, Figure 8),
+    each task's own figures, then appendices A-F."""
+    tex = (smoke_runs[0] / "reports/study.tex").read_text()
+    sections = re.findall(r"^\\(section\{[^}]*\}|appendix)", tex, re.MULTILINE)
+    assert sections == [f"section{{{s}}}" if s != "appendix" else s for s in (
+        "Findings", "Results across tasks", "Classification", "Detection and instance segmentation",
+        "Semantic segmentation", "GAN-image forensics", "appendix", "GradCAM", "TIDE", "Qualitative results",
+        "Per-model results", "Throughput", "Provenance")]
+    body = tex[tex.index(r"\section{Results across tasks}"):tex.index(r"\section{Classification}")]
+    shown = re.findall(r"\\(?:includegraphics\[[^]]*\]|input)\{([\w.-]+)\}", body)
+    assert shown == ["figure-summary-tasks.pdf", "figure-drop-tasks.pdf", "figure-mitigation-tasks.pdf",
+                     "table-ac-comparison.tex", "example-detection.pdf", "example-segmentation.pdf",
+                     "figure-transfer.pdf", "figure-transfer-detection.pdf", "figure-transfer-segmentation.pdf",
+                     "table-transfer.tex", "figure-multihead.pdf"]  # the pieces' names in the build folder

@@ -230,7 +230,9 @@ def transfer_table(metric_files, field: str | None = None) -> str:
             marked = ranked([_cells(rows, qualities, shown) for _, rows in correctors],
                             [_values(rows, qualities, shown) for _, rows in correctors])
             none = [_cells(by_quality(rows), qualities, shown) for m, rows in ordered if m == "none"]
-            blocks.append({"task": TASK_TITLES.get(task, task), "field": FIELD_NAMES[shown], "name": name,
+            first_of_task = not blocks or blocks[-1]["of"] != task  # a task named on its first block only
+            blocks.append({"of": task, "task": TASK_TITLES.get(task, task) if first_of_task else "",
+                           "field": FIELD_NAMES[shown] if first_of_task else "", "name": name,
                            "rows": [{"corrector": "None (JPEG)", "cells": cells} for cells in none] + [
                                {"corrector": _corrector_name(m, name), "cells": cells}
                                for (m, _), cells in zip(correctors, marked)]})
