@@ -170,8 +170,7 @@ def test_figure1_draws_a_marker_per_task_and_carries_its_refs(study, tmp_path, d
     ax = drawn["fig"].axes[0]
     offsets = [[tuple(map(float, xy)) for xy in c.get_offsets()] for c in ax.collections if len(c.get_offsets())]
     assert offsets == [[(20, 15), (26, 18)], [(13, 11), (15, 12)], [(11, 9)]]  # one scatter per task
-    assert legend_texts(drawn["fig"]) == ["Classification (top-1)", "Detection and instance segmentation (box mAP)",
-                                          "Semantic segmentation (mIoU)"]
+    assert legend_texts(drawn["fig"]) == ["Classification (top-1)", "Detection (box mAP)", "Segmentation (mIoU)"]
     assert {t.get_text() for t in ax.texts} == {"y = x", "resnet18", "mobilenet_v2", "faster_rcnn", "mask_rcnn"}
     assert "points of each task's headline metric" in ax.get_title()
     again = [tmp_path / "again.pdf", tmp_path / "again.png"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -277,7 +278,8 @@ def transfer_figure(metric_files, outputs, params: dict | None = None) -> None:
     for ax in axes[:, 0]:
         ax.set_ylabel(_drop_label(field))
     bands = f"; bands: {_level(params)} bootstrap intervals" if d["low"].notna().all() else ""
-    fig.suptitle(_definition(field) + bands, fontsize="x-small")
+    # wrapped to the figure's width (~16 x-small characters an inch): one panel's is narrow
+    fig.suptitle(textwrap.fill(_definition(field) + bands, int(16 * fig.get_figwidth())), fontsize="x-small")
     shared_legend(fig, handles, ncols)
     _save(fig, outputs, _refs(d), params["dpi"])
 

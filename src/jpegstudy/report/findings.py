@@ -107,7 +107,9 @@ class Mean:
 
 
 def mean(op: str, drops) -> Mean | None:
-    drops = tuple(d for d in drops if d is not None)
+    """None where no drop is given; a share of clean leaves out the models whose clean value is 0 (a share of
+    nothing is undefined), and is None when no model is left."""
+    drops = tuple(d for d in drops if d is not None and (op != "meanrel" or d.a[d.field] != 0))
     return Mean(op, drops) if drops else None
 
 
