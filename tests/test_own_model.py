@@ -260,10 +260,12 @@ def smoke():
 
 def with_model(config, model):
     """The smoke study's classification with one model, its defaults filled in (as snakemake's validate does
-    before the checks); without its detectors and segmenters, whose backbones are classifiers no longer there."""
+    before the checks); without its detectors and segmenters, whose backbones are classifiers no longer there, and
+    its multihead groups, whose members they were."""
     config = copy.deepcopy(config)
     config.pop("detection", None)
     config.pop("segmentation", None)
+    config.pop("multihead", None)
     config["classification"]["models"] = {"mine": model}
     config["classification"]["mitigations"] = []
     validate(config, str(REPO / "config" / "schema.yaml"))

@@ -62,8 +62,9 @@ def test_smoke_study_evaluates_every_detection_mitigation_with_coco_predictions(
     mitigations = ("none", "finetune", "offtheshelf", "ttac")
     gt = COCO(str(workdir / "results/data/scenes/val/annotations/instances_val.json"))
     rows, mask_rows = {}, {}
-    # the classifier's corrector is transferred to Mask R-CNN alone (smoke.yaml's transfer_to)
-    for model, iou_types, transfer in (("mask_rcnn", ("bbox", "segm"), ("transfer-mobilenet_v2",)),
+    # the classifier's corrector is transferred to Mask R-CNN alone (smoke.yaml's transfer_to), which is also the
+    # detector of the smoke study's multihead group
+    for model, iou_types, transfer in (("mask_rcnn", ("bbox", "segm"), ("transfer-mobilenet_v2", "multihead-two_task")),
                                        ("fast_rcnn", ("bbox",), ())):
         assert (workdir / "results/metrics/detection" / model / "transfer-mobilenet_v2.json").exists() == bool(transfer)
         for mitigation in mitigations + transfer:
@@ -277,8 +278,9 @@ def test_own_checkpoint_on_own_flat_imagenet_folder(tmp_path):
 def test_a_configfile_replaces_the_default_study(tmp_path):
     """`--configfile` is a whole study: the embedded study's models must not be merged into it."""
     config = smoke_with(classification__models={"vgg": {"arch": "vgg19"}}, classification__mitigations=[])
-    # a classification study only (the detectors' and segmenters' backbones are gone with resnet18 and mobilenet_v2)
-    del config["detection"], config["segmentation"]
+    # a classification study only (the detectors' and segmenters' backbones are gone with resnet18 and mobilenet_v2,
+    # and with them the multihead group's members)
+    del config["detection"], config["segmentation"], config["multihead"]
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "mine.yaml"),
                            quiet=False)  # config.yaml in the workdir is the smoke study

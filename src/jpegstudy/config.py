@@ -294,7 +294,7 @@ def study_mitigations(config: dict, task: str = "classification") -> dict[str, l
         mitigations = ["none"] + [m for m in ("finetune", "offtheshelf", "ttac") if m in wanted]
         if "transfer" in wanted and model in cls.get("transfer_to", cls["models"]):
             mitigations += [f"transfer-{src}" for src in cls["transfer_from"] if src != model]
-        if "ac_comparison" in wanted and model == cls["ac_comparison"]["model"]:
+        if "ac_comparison" in wanted and model == ac_model(config, task):
             mitigations += [f"{net}-{how}" for net in cls["ac_comparison"]["networks"]
                             for how in ("offtheshelf", "ttac")]
         mitigations += [f"multihead-{group}" for group in multihead_groups(config, task, model)]
@@ -380,9 +380,14 @@ def check_mitigations(config: dict) -> None:
                 raise ConfigError(f"config correction.qgac.{key}: {qgac[key]} does not exist")
 
 
+def ac_model(config: dict, task: str) -> str:
+    """The model `task`'s AC comparison (Table 1) is task-targeted on: its ac_comparison.model, else its first."""
+    return config[task]["ac_comparison"].get("model") or next(iter(config[task]["models"]))
+
+
 def _check_ac_comparison(config: dict, task: str) -> None:
     ac = config[task]["ac_comparison"]
-    if ac["model"] not in config[task]["models"]:
+    if ac_model(config, task) not in config[task]["models"]:
         raise ConfigError(f"config {task}.ac_comparison.model: {ac['model']!r} is not one of {task}.models "
                           f"({', '.join(config[task]['models'])})")
     for q in ac["qualities"]:

@@ -9,6 +9,7 @@ from jpegstudy import paths
 from jpegstudy.report.metrics import HEADLINE
 from jpegstudy.config import (
     MASK_DETECTORS,
+    ac_model,
     mitigation_config,
     mitigation_inputs,
     multihead_members,
@@ -177,7 +178,7 @@ def ac_comparison_metrics(config: dict) -> list[str]:
         if "ac_comparison" not in section["mitigations"]:
             continue
         ac = section["ac_comparison"]
-        files += task_metrics(config, task, models=(ac["model"],), mitigations=(
+        files += task_metrics(config, task, models=(ac_model(config, task),), mitigations=(
             "none", "offtheshelf", "ttac", *(f"{n}-{how}" for n in ac["networks"] for how in ("offtheshelf", "ttac"))))
     return files
 
