@@ -412,6 +412,11 @@ def check_multihead(config: dict) -> None:
             _check_train_split(config, f"{task}.train_dataset", train_dataset(config, task), TASK_KINDS[task], task)
 
 
+def multihead_settings(config: dict) -> dict:
+    """The multihead section's training settings (all but its groups)."""
+    return {k: v for k, v in config["multihead"].items() if k != "groups"}
+
+
 def multihead_members(config: dict, group: str) -> dict[str, str]:
     """{task: model} of a multihead group, in the study's task order."""
     members = config["multihead"]["groups"][group]
@@ -448,9 +453,8 @@ def mitigation_config(config: dict, mitigation: str, task: str = "classification
 def multihead_config(config: dict, group: str) -> dict:
     """The config keys a multihead corrector depends on: QGAC's, the multihead settings and group, and each
     member's model, batch settings and training split."""
-    settings = {k: v for k, v in config["multihead"].items() if k != "groups"}
     out = {"correction.qgac": config["correction"]["qgac"], "correction.dataset": config["correction"]["dataset"],
-           "multihead": settings, f"multihead.groups.{group}": config["multihead"]["groups"][group]}
+           "multihead": multihead_settings(config), f"multihead.groups.{group}": config["multihead"]["groups"][group]}
     for task, model in multihead_members(config, group).items():
         mitigate = config[task]["mitigate"]
         out[f"{task}.mitigate"] = {k: v for k, v in mitigate.items() if not isinstance(v, dict)}

@@ -13,6 +13,7 @@ from jpegstudy.config import (
     mitigation_config,
     mitigation_inputs,
     multihead_members,
+    multihead_settings,
     study_mitigations,
     train_dataset,
     used_model_config,
@@ -61,7 +62,7 @@ def multihead_member_args(config: dict, w) -> str:
 def multihead_params(config: dict, w) -> str:
     """A multihead corrector's training settings (and what it records): the multihead section's epochs and learning
     rates, each member task's batch size and crop."""
-    settings = {k: v for k, v in config["multihead"].items() if k != "groups"}
+    settings = multihead_settings(config)
     members = multihead_members(config, w.group)
     per_task = {key: {task: config[task]["mitigate"][key] for task in members if key in config[task]["mitigate"]}
                 for key in ("batch_size", "crop")}

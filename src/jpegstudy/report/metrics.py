@@ -94,7 +94,11 @@ def classification_frame(paths) -> pd.DataFrame:
     (quality null) and at most one row per quality, and all come from one dataset. `quality` is a float column
     (NaN for the clean reference); a ValueError names the file at fault."""
     paths = [str(p) for p in paths]
-    df = frame(paths)
+    return checked_frame(pd.DataFrame(read_rows(paths)), paths)
+
+
+def checked_frame(df: pd.DataFrame, paths: list[str]) -> pd.DataFrame:
+    """classification_frame's checks on rows already read from `paths`."""
     if df.empty:
         raise ValueError(f"no metric rows in {', '.join(paths) or 'no files'}")
     for column in ("model", "mitigation", "quality", "dataset"):
@@ -118,12 +122,14 @@ def classification_frame(paths) -> pd.DataFrame:
     return df
 
 
-def task_files(paths) -> dict[str, list[str]]:
-    """Metric files by the task of their rows, in the reports' task order (HEADLINE's); rows written before tasks
-    were recorded are classification's. A file of no rows, of several tasks or of an unknown task is refused."""
-    files: dict[str, list[str]] = {}
+def task_rows(paths) -> dict[str, list[dict]]:
+    """Metric files' rows by the task of their rows, in the reports' task order (HEADLINE's), each file read once;
+    rows written before tasks were recorded are classification's. A file of no rows, of several tasks or of an
+    unknown task is refused."""
+    found: dict[str, list[dict]] = {}
     for path in map(str, paths):
-        tasks = {row.get("task") or "classification" for row in read_rows([path])}
+        rows = read_rows([path])
+        tasks = {row.get("task") or "classification" for row in rows}
         if not tasks:
             raise ValueError(f"{path}: no metric rows")
         if len(tasks) > 1:
@@ -132,15 +138,16 @@ def task_files(paths) -> dict[str, list[str]]:
         if task not in HEADLINE:
             raise ValueError(f"{path}: rows of task {task!r}, which has no headline metric (tasks: "
                              f"{', '.join(HEADLINE)})")
-        files.setdefault(task, []).append(path)
-    if not files:
+        found.setdefault(task, []).extend(rows)
+    if not found:
         raise ValueError("no metric files")
-    return {task: files[task] for task in HEADLINE if task in files}
+    return {task: found[task] for task in HEADLINE if task in found}
 
 
 def task_frames(paths) -> dict[str, pd.DataFrame]:
-    """{task: its rows} in the reports' task order, each task framed (classification_frame) on its own files."""
-    return {task: classification_frame(files) for task, files in task_files(paths).items()}
+    """{task: its rows} in the reports' task order, each task's rows checked as classification_frame checks them."""
+    return {task: checked_frame(pd.DataFrame(rows), sorted({r["source"] for r in rows}))
+            for task, rows in task_rows(paths).items()}
 
 
 def by_quality(rows: pd.DataFrame) -> dict:
