@@ -21,6 +21,23 @@ include: "rules/appendix.smk"
 include: "rules/report.smk"
 
 
+# One process imports torch once and forks each job's `jpegstudy` (src/jpegstudy/jobserver.py: ~7 s saved a job on
+# a 2-core CPU). JPEGSTUDY_JOB_SERVER=off runs every job in a process of its own, as without it.
+from jpegstudy import jobserver
+
+
+onstart:
+    jobserver.start(Path(".snakemake/log/jpegstudy-job-server.log"))
+
+
+onsuccess:
+    jobserver.stop()
+
+
+onerror:
+    jobserver.stop()
+
+
 rule all:
     input:
         REPORT_TARGETS,

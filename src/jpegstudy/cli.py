@@ -619,6 +619,12 @@ def cmd_study(a) -> None:
     print(f"{a.out}: {len(pieces)} pieces")
 
 
+def cmd_serve(a) -> None:
+    from jpegstudy import jobserver
+
+    jobserver.serve(a.socket, a.parent)
+
+
 def cmd_audit(a) -> None:
     from jpegstudy import audit
 
@@ -987,15 +993,27 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics-dir", default="results/metrics")
     s.add_argument("--quiet", action="store_true", help="only the summary line")
     s.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("serve", help="the job server snakemake starts for a run: jobs fork from it with torch "
+                                     "imported (jobserver.py)")
+    s.add_argument("--socket", required=True, help="the Unix socket to listen on")
+    s.add_argument("--parent", type=int, required=True, help="leave when this process (snakemake) has ended")
+    s.set_defaults(func=cmd_serve)
     return p
 
 
 # The commands that run a network: they start with the faster allocator (jpegstudy.cpu says why).
 NETWORK_COMMANDS = {"train-reference", "train-detector", "propose", "train-corrector", "train-ttac", "finetune",
-                    "evaluate", "throughput", "gradcam", "qualitative", "train-multihead"}
+                    "evaluate", "throughput", "gradcam", "qualitative", "train-multihead", "serve"}
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] != "serve":
+        from jpegstudy import jobserver
+
+        status = jobserver.run_via_server(sys.argv[1:])
+        if status is not None:
+            sys.exit(status)
     if argv is None and len(sys.argv) > 1 and sys.argv[1] in NETWORK_COMMANDS:
         from jpegstudy import cpu
 
