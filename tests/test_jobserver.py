@@ -3,6 +3,7 @@ one run in a process of its own, and without a server the command runs as always
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -60,6 +61,32 @@ def test_a_job_through_the_server_trains_the_same_weights(server, tmp_path):
     lines = log.read_text()
     assert "jpegstudy prepare-embedded" in lines and "jpegstudy train-reference" in lines  # these two were forked
     assert lines.count("): jpegstudy") == 2  # and the one with the server switched off was not
+
+
+def test_a_killed_command_takes_its_job_with_it(server, tmp_path):
+    """SIGKILL cannot be forwarded: the child sees its client's socket close and ends too."""
+    path, log = server
+    env = {**os.environ, jobserver.SOCKET_ENV: path}
+    assert jpegstudy(["prepare-embedded", "--split", "train", "--per-class", "3", "--size", "32", "--seed", "0",
+                      "--out", "train/manifest.json"], env, tmp_path).returncode == 0
+    params = json.dumps({"epochs": 500, "batch_size": 8, "lr": 0.01, "weight_decay": 0.0, "seed": 0,
+                         "image_size": 32})
+    client = subprocess.Popen([str(BIN / "jpegstudy"), "train-reference", "--arch", "resnet18", "--train",
+                               "train/manifest.json", "--params", params, "--out", "long.pt"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not re.search(r"\(pid (\d+)\): jpegstudy train-reference", log.read_text()):
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    child = int(re.search(r"\(pid (\d+)\): jpegstudy train-reference", log.read_text()).group(1))
+    os.kill(child, 0)  # running
+    client.kill()
+    client.wait()
+    deadline = time.monotonic() + 30
+    while f"(pid {child}) jpegstudy train-reference: status -9" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    assert not (tmp_path / "long.pt").exists()
 
 
 def test_an_error_keeps_its_status_and_message(server, tmp_path):

@@ -9,7 +9,10 @@ job's own log. The client waits, forwards SIGINT/SIGTERM/SIGHUP to the child, an
 
 Nothing depends on it: with no server (variable unset, socket gone, a cluster node) the command runs in-process as
 always. Each child is a fresh fork of a server that has run no job and drawn no random number, so a job's results are
-the same either way (tests/test_jobserver.py). The server leaves when snakemake does (it watches its parent).
+the same either way (tests/test_jobserver.py). The server leaves when snakemake does (it watches its parent), and is
+in snakemake's process group, so a signal to the group reaches it and every job forked from it; a child whose client
+was killed (its socket closed) kills itself. Snakemake's benchmark files then time the client (the wall time is the
+job's; its memory is not): the server's log has each job's peak RSS and CPU time.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -126,7 +131,10 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
     if preloaded:
         os.environ["LD_PRELOAD"] = preloaded
     sys.argv = ["jpegstudy", *request["argv"]]
+    tempfile.tempdir = None  # found again from the job's TMPDIR
     _send(conn, {"pid": os.getpid()})
+    finishing = threading.Event()
+    threading.Thread(target=_follow_client, args=(conn, finishing), daemon=True).start()
     status = 1
     try:
         from jpegstudy import cli
@@ -148,9 +156,37 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
             sys.stderr.flush()
         finally:
             try:
+                finishing.set()
                 _send(conn, {"status": status})
             finally:
                 os._exit(status)
+
+
+def _follow_client(conn: socket.socket, finishing: threading.Event) -> None:
+    """The client sends nothing more: its end closing means it was killed (SIGKILL is not forwarded), and the job
+    goes with it, as a job in its own process would."""
+    try:
+        conn.recv(1)
+    except OSError:
+        pass
+    if not finishing.is_set():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _reap(started: dict) -> None:
+    """Collect finished children; log each one's status, wall time, peak RSS and CPU time (snakemake's benchmark
+    files see only the waiting client)."""
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        number, name, t0 = started.pop(pid, (0, "?", time.monotonic()))
+        print(f"{time.strftime('%H:%M:%S')} job {number} (pid {pid}) {name}: status {os.waitstatus_to_exitcode(status)}, "
+              f"{time.monotonic() - t0:.1f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MB, "
+              f"CPU {usage.ru_utime + usage.ru_stime:.1f} s", flush=True)
 
 
 def serve(path: str, parent: int) -> None:
@@ -180,19 +216,13 @@ def serve(path: str, parent: int) -> None:
 
     signal.signal(signal.SIGTERM, leave)
     listener.settimeout(1.0)
-    served = 0
+    served, started = 0, {}
     print(f"jpegstudy job server {os.getpid()}: listening on {path} (imported {', '.join(PRELOAD)})", flush=True)
     while True:
         if os.getppid() != parent:
             print("jpegstudy job server: snakemake ended; leaving", flush=True)
             leave()
-        while True:  # reap finished children
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+        _reap(started)
         try:
             conn, _ = listener.accept()
         except TimeoutError:
@@ -215,8 +245,9 @@ def serve(path: str, parent: int) -> None:
             listener.close()
             _run_child(conn, request, fds)
         served += 1
-        print(f"{time.strftime('%H:%M:%S')} job {served} (pid {pid}): jpegstudy {' '.join(request['argv'][:1])}",
-              flush=True)
+        name = f"jpegstudy {' '.join(request['argv'][:1])}"
+        started[pid] = (served, name, time.monotonic())
+        print(f"{time.strftime('%H:%M:%S')} job {served} (pid {pid}): {name}", flush=True)
         for fd in fds:
             os.close(fd)
         conn.close()
@@ -231,7 +262,6 @@ def start(log: Path) -> int | None:
     """Start a server for this snakemake process; its socket goes into os.environ (jobs inherit it). The pid, or
     None where it is switched off (JPEGSTUDY_JOB_SERVER=off) or already running."""
     import subprocess
-    import tempfile
 
     if os.environ.get(SOCKET_ENV) == "off" or _started:
         return None
@@ -240,7 +270,7 @@ def start(log: Path) -> int | None:
     with open(log, "a") as out:
         server = subprocess.Popen([sys.executable, "-m", "jpegstudy.cli", "serve", "--socket", path,
                                    "--parent", str(os.getpid())], stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+                                  stderr=subprocess.STDOUT)  # snakemake's process group: a kill of it reaches the jobs
     os.environ[SOCKET_ENV] = path
     _started.append((server, path))
     return server.pid
