@@ -242,8 +242,14 @@ def serve(path: str, parent: int) -> None:
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
-            listener.close()
-            _run_child(conn, request, fds)
+            try:
+                listener.close()
+                _run_child(conn, request, fds)  # ends with os._exit
+            finally:  # it failed before the job began (e.g. its folder is gone): never back into this loop
+                import traceback
+
+                traceback.print_exc()
+                os._exit(1)
         served += 1
         name = f"jpegstudy {' '.join(request['argv'][:1])}"
         started[pid] = (served, name, time.monotonic())
