@@ -2,13 +2,14 @@
 throughput files of three tasks, whose plotted values are worked out by hand below."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from jpegstudy import audit
 from jpegstudy import confidence as intervals
-from jpegstudy.report import across, figures
+from jpegstudy.report import across, figures, tables
 from jpegstudy.report.metrics import TASK_TITLES
 from jpegstudy.tasks import forensics_metric
 
@@ -356,3 +357,20 @@ def test_table_5_covers_every_task_with_its_borrowed_correctors_marked(study):
         "30.00", "55.00", "52.00", "50.00", "10.00", "28.00", "26.00", "15.00", "26.00", "25.00"]
     with pytest.raises(ValueError, match="several tasks print each one's headline field"):
         tables.transfer_table(list(study["files"].values()), field="top1")
+
+
+def test_throughput_table_gives_each_task_a_header_of_its_own_batch_sizes(tmp_path):
+    """Appendix E: one set of columns over every task's batch sizes was mostly dashes and ran off the page; each
+    task now has its own header, and the table is as wide as the task with the most columns."""
+    files = [throughput_file(tmp_path, "classification", "resnet18", {1: 300.0, 8: 1000.0}),
+             throughput_file(tmp_path, "detection", "faster_rcnn", {1: 12.0, 2: 20.0})]
+    tex = re.sub(r"\\jsrec\{[0-9a-f]+/images_per_s\}\{([^}]*)\}", r"\1", tables.throughput_table(files))
+    assert r"\begin{tabular}{llrrrr}" in tex
+    lines = [line.strip() for line in tex.splitlines()]
+    classification = lines.index(r"\multicolumn{6}{@{}l}{\emph{Classification}}\\")
+    detection = lines.index(r"\multicolumn{6}{@{}l}{\emph{Detection and instance segmentation}}\\")
+    assert lines[classification + 1] == r"Model & Corrector & inference, 1 & inference, 8 & inference, 64 & train, 64\\"
+    assert lines[detection + 1] == r"Model & Corrector & inference, 1 & inference, 2 & inference, 64 & train, 64\\"
+    assert r"resnet18 & -- & 300.00 & 1000.00 & -- & 1000000.00\\" in lines
+    assert r"resnet18 & QGAC & -- & -- & 1000000.00 & --\\" in lines
+    assert r"faster\_rcnn & -- & 12.00 & 20.00 & -- & 1000000.00\\" in lines

@@ -179,9 +179,12 @@ def ac_comparison_table(metric_files, qualities=None, field: str | None = None) 
         baselines = sorted({q for m, rows in correctors.items() if not m.startswith("qgac-") for q in rows
                             if q is not None})
         columns = [int(q) for q in (qualities or baselines or qualities_of(df))]
-        parts.append({"task": task, "title": TASK_TITLES.get(task, task), "model": model, "dataset":
-                      df["dataset"].iloc[0], "field": shown, "field_label": FIELD_LABELS[shown], "qualities": columns,
-                      "correctors": correctors, "none": none})
+        # The column group's heading is the task's short name: a long title stretches its two columns apart; the
+        # caption has the whole title.
+        parts.append({"task": task, "title": TASK_TITLES.get(task, task), "heading": task.capitalize(),
+                      "model": model, "dataset": df["dataset"].iloc[0], "field": shown,
+                      "field_label": FIELD_LABELS[shown], "qualities": columns, "correctors": correctors,
+                      "none": none})
     keys = [(network, how) for network in AC_NETWORKS for how in AC_TRAINING
             if any(f"{network}-{how}" in part["correctors"] for part in parts)]
     cells, values = [], []
@@ -373,19 +376,23 @@ def _arch(config: dict, name: str) -> str:
 
 def throughput_table(throughput_files) -> str:
     """Appendix E: images/s of each model alone and with each corrector, for inference and training, at each
-    batch size measured."""
+    batch size measured. Each task's rows have their own header of the batch sizes it measured: one set of columns
+    over every task's batch sizes (1, 8, 16, 32, 64, twice) was mostly dashes and ran off the page."""
     df = throughput_frame(throughput_files)
-    columns = sorted({(mode, int(b)) for mode, b in zip(df["mode"], df["batch_size"])},
-                     key=lambda c: (c[0] != "inference", c[1]))
     tasks = df["task"].fillna("classification") if "task" in df else pd.Series("classification", index=df.index)
+    columns_of = {task: sorted({(mode, int(b)) for mode, b in zip(group["mode"], group["batch_size"])},
+                               key=lambda c: (c[0] != "inference", c[1])) for task, group in df.groupby(tasks)}
+    width = max(len(columns) for columns in columns_of.values())
     rows = []
     for (task, model, corrector), group in df.groupby([tasks, "model", df["corrector"].fillna("")], sort=False):
         found = {(r["mode"], int(r["batch_size"])): r for r in group.to_dict("records")}
-        rows.append({"task": TASK_TITLES.get(task, task), "model": model,
+        columns = columns_of[task]
+        rows.append({"task": TASK_TITLES.get(task, task), "model": model, "columns": columns,
                      "corrector": NETWORK_LABELS.get(corrector, corrector) or "--",
-                     "cells": [cell(found[c], "images_per_s") if c in found else "--" for c in columns]})
+                     "cells": [cell(found[c], "images_per_s") if c in found else "--" for c in columns]
+                     + [""] * (width - len(columns))})
     return environment().get_template("throughput_table.tex.j2").render(
-        sources=[str(p) for p in throughput_files], columns=columns, rows=rows,
+        sources=[str(p) for p in throughput_files], width=width, rows=rows,
         grouped=len({r["task"] for r in rows}) > 1, devices=sorted({row["device"] for row in df["provenance"]}))
 
 
