@@ -73,9 +73,12 @@ REPORT_TARGETS += [paths.table(f"reference_{task}") for task in REFERENCE_TASKS]
 REPORT_TARGETS += expand(paths.figure("throughput_classification", "{ext}"), ext=["pdf", "png"])
 REPORT_TARGETS += expand(paths.figure("model_classification_{model}", "{ext}"), model=list(CLS_MODELS),
                          ext=["pdf", "png"])
-# Appendix D.1 of the other tasks: segmentation's (mIoU) and forensics' (accuracy) per-model plots, (task, model)
+# Appendix D.1 of the other tasks: detection's (box mAP), segmentation's (mIoU) and forensics' (accuracy) per-model
+# plots, (task, model)
 MODEL_FIGURES = [
-    (task, model) for task in ("segmentation", "forensics") for model in config.get(task, {}).get("models", {})
+    (task, model)
+    for task in ("detection", "segmentation", "forensics")
+    for model in config.get(task, {}).get("models", {})
 ]
 REPORT_TARGETS += [
     paths.figure(f"model_{task}_{model}", ext) for task, model in MODEL_FIGURES for ext in ("pdf", "png")
@@ -89,8 +92,8 @@ STUDY_PIECES = {
 } | {
     f"figure:{Path(f).stem.removesuffix('_classification')}": f
     for f in REPORT_TARGETS
-    if f.endswith(".pdf") and not Path(f).stem.startswith(("model_classification_", "model_segmentation_",
-                                                           "model_forensics_"))
+    if f.endswith(".pdf") and not Path(f).stem.startswith(("model_classification_", "model_detection_",
+                                                           "model_segmentation_", "model_forensics_"))
 } | {
     f"model:{model}": paths.figure(f"model_classification_{model}", "pdf") for model in CLS_MODELS
 } | {
