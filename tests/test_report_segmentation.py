@@ -290,7 +290,7 @@ def test_throughput_rows_of_each_task_stay_apart_in_the_table_and_figure(tmp_pat
         path.write_text(json.dumps({"task": task, "model": "resnet18", "kind": "throughput", "rows": rows}))
         files.append(path)
     tex = tables.throughput_table(files)
-    body = tex[tex.index(r"\midrule"):]
+    body = tex[tex.index(r"\toprule"):]  # each task: its name, a header of its batch sizes, its rows
     assert body.index(r"\emph{Classification}") < body.index("{100.00}") < body.index(r"\emph{Semantic segmentation}")
     assert body.index(r"\emph{Semantic segmentation}") < body.index("{20.00}") and "resnet18 & QGAC" in body
     drawn = {}
