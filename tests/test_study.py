@@ -152,3 +152,30 @@ def test_study_pdf_links_every_number_to_its_record(mitigation_study, tmp_path, 
     some = sorted(shown)[0]
     assert audit.audit(some, str(root))
     assert f'"id": "{some}"' in capsys.readouterr().out
+
+
+def test_a_crowded_model_figure_puts_its_legend_below_the_axes(with_intervals, tmp_path, monkeypatch):
+    """Past 6 legend entries (a line per mitigation and the clean line) the legend covered the curves: it goes
+    below the axes, three columns, the figure taller by its rows; a sparse figure keeps it in the corner."""
+    path, rows = with_intervals
+    files = [path]
+    for mitigation in ("finetune", "offtheshelf", "ttac", "transfer-resnet18", "multihead-g1"):
+        moved = []
+        for row in rows:
+            row = {k: v for k, v in row.items() if k != "id"} | {"mitigation": mitigation}
+            moved.append({"id": provenance.row_id(row), **row})
+        files.append(path.with_name(f"{mitigation}.json"))
+        files[-1].write_text(json.dumps({"task": "classification", "model": "r50", "mitigation": mitigation,
+                                         "rows": moved}))
+    drawn = []
+    save = figures._save
+    monkeypatch.setattr(figures, "_save", lambda fig, *a, **k: (drawn.append(fig), save(fig, *a, **k)))
+    height = figures._params(None)["height"]
+    figures.model_figure(files, [tmp_path / "crowded.png"], {"confidence": {"level": 0.95}})
+    figures.model_figure(files[:2], [tmp_path / "sparse.png"], {"confidence": {"level": 0.95}})
+    crowded, sparse = drawn
+    assert crowded.axes[0].get_legend() is None and len(crowded.legends) == 1
+    assert len(crowded.legends[0].get_texts()) == 7  # six mitigations and the clean line: 3 rows of 3
+    assert crowded.get_size_inches()[1] == pytest.approx(height + 3 * 0.17)
+    assert sparse.axes[0].get_legend() is not None and not sparse.legends
+    assert sparse.get_size_inches()[1] == pytest.approx(height)

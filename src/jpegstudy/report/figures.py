@@ -448,7 +448,13 @@ def model_figure(metric_files, outputs, params: dict | None = None) -> None:
     name = FIELD_NAMES.get(field, field)
     has_bands = {f"{field}_low", f"{field}_high"} <= set(df.columns)
     sns.set_theme(style="whitegrid", context="paper")
-    fig, ax = plt.subplots(figsize=(params["width"], params["height"]))
+    # Up to 6 entries (a line per mitigation, and the clean line) the legend fits in a corner; more (a study's
+    # transfer, quality-aware and multihead correctors) covered the curves, so they go below the axes, the figure
+    # taller by their rows.
+    outside = len(mitigations) + 1 > 6
+    legend_rows = -(-(len(mitigations) + 1) // 3)
+    fig, ax = plt.subplots(figsize=(params["width"], params["height"] + (0.17 * legend_rows if outside else 0)),
+                           layout="constrained")
     refs = []
     for mitigation in mitigations:
         rows = df[df["mitigation"] == mitigation]
@@ -471,8 +477,11 @@ def model_figure(metric_files, outputs, params: dict | None = None) -> None:
     ax.set_ylabel(f"{name} accuracy (%)" if field in ("top1", "top5") else f"{name} (%)")
     ax.set_title(f"{models[0]}" + (f"; bands: {_level(params)} bootstrap intervals" if has_bands else ""),
                  fontsize="small")
-    ax.legend(fontsize="x-small", ncols=2, loc="lower right", frameon=True)
-    fig.tight_layout()
+    if outside:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="x-small",
+                   frameon=False)
+    else:
+        ax.legend(fontsize="x-small", ncols=2, loc="lower right", frameon=True)
     _save(fig, outputs, refs, params["dpi"])
 
 
