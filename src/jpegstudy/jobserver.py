@@ -215,6 +215,7 @@ def serve(path: str, parent: int) -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)  # Ctrl-C reaches the whole group: leave without a traceback or a stale socket
     listener.settimeout(1.0)
     served, started = 0, {}
     print(f"jpegstudy job server {os.getpid()}: listening on {path} (imported {', '.join(PRELOAD)})", flush=True)
