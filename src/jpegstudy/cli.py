@@ -1008,13 +1008,14 @@ NETWORK_COMMANDS = {"train-reference", "train-detector", "propose", "train-corre
 
 
 def main(argv: list[str] | None = None) -> None:
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] != "serve":
+    command = sys.argv[1] if argv is None and len(sys.argv) > 1 else None  # run as the `jpegstudy` program
+    if command not in (None, "serve"):
         from jpegstudy import jobserver
 
         status = jobserver.run_via_server(sys.argv[1:])
         if status is not None:
             sys.exit(status)
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] in NETWORK_COMMANDS:
+    if command in NETWORK_COMMANDS:
         from jpegstudy import cpu
 
         cpu.preload_allocator()

@@ -20,6 +20,7 @@ from jpegstudy.report.metrics import (
     BASE_MITIGATIONS,
     FIELD_NAMES,
     HEADLINE,
+    TASK_SHORT_TITLES,
     TASK_TITLES,
     mitigation_key,
     mitigation_label,
@@ -136,7 +137,7 @@ def summary_tasks_figure(metric_files, throughput_files, outputs, params: dict |
         color, marker = TASK_STYLE[task]
         ax.scatter(rows["x"], rows["y"], s=[sizes[i] for i in rows.index], color=color, marker=marker, alpha=0.75,
                    edgecolors="0.2", linewidths=0.5, zorder=2)
-        label = f"{task.capitalize()} ({FIELD_NAMES[HEADLINE[task]]})"  # short: two columns fit the width
+        label = f"{TASK_SHORT_TITLES[task]} ({FIELD_NAMES[HEADLINE[task]]})"  # two legend columns fit the width
         handles[label] = Line2D([], [], color=color, marker=marker, linestyle="", markersize=7, alpha=0.75,
                                 markeredgecolor="0.2", markeredgewidth=0.5)
     ax.set_xlabel(f"Drop at Q={quality} after fine-tuning (points)")

@@ -18,6 +18,8 @@ HEADLINE = {"classification": "top1", "detection": "map", "segmentation": "miou"
 # What a table's caption calls each task's rows.
 TASK_TITLES = {"classification": "Classification", "detection": "Detection and instance segmentation",
                "segmentation": "Semantic segmentation", "forensics": "GAN-image forensics"}
+# Where a long title would not fit (a legend in two columns, a column group over two numbers).
+TASK_SHORT_TITLES = {task: task.capitalize() for task in TASK_TITLES}
 
 # The order in which every table and figure lists mitigations: the model alone, the model retrained, the
 # correctors (QGAC off the shelf, task-targeted, transferred from another model), then the quality-aware baselines.

@@ -21,6 +21,7 @@ from jpegstudy.report.metrics import (
     FIELD_NAMES,
     HEADLINE,
     NETWORK_LABELS,
+    TASK_SHORT_TITLES,
     TASK_TITLES,
     by_quality,
     classification_frame,
@@ -179,9 +180,9 @@ def ac_comparison_table(metric_files, qualities=None, field: str | None = None) 
         baselines = sorted({q for m, rows in correctors.items() if not m.startswith("qgac-") for q in rows
                             if q is not None})
         columns = [int(q) for q in (qualities or baselines or qualities_of(df))]
-        # The column group's heading is the task's short name: a long title stretches its two columns apart; the
-        # caption has the whole title.
-        parts.append({"task": task, "title": TASK_TITLES.get(task, task), "heading": task.capitalize(),
+        # The column group's heading is the short title: a long one stretches its two columns apart; the caption
+        # has the whole title.
+        parts.append({"task": task, "title": TASK_TITLES.get(task, task), "heading": TASK_SHORT_TITLES.get(task, task),
                       "model": model, "dataset": df["dataset"].iloc[0], "field": shown,
                       "field_label": FIELD_LABELS[shown], "qualities": columns, "correctors": correctors,
                       "none": none})
