@@ -7,9 +7,11 @@ The config is copied as config.yaml into a fresh temporary folder and `snakemake
 reused and the repository's results/ is never touched. Relative paths inside the config resolve against the
 temporary folder. The venv's bin comes first on PATH, as `make study` does, since rules call `jpegstudy`.
 
-Every 0.2 s, psutil reads the RSS of snakemake and all its descendants. Printed: wall time; the peak of their summed
-RSS (jobs run side by side, so this is the study's peak; shared pages, e.g. of torch's libraries, count once per
-process, so it errs high); the largest single-process RSS; and per-rule wall times (`s`) and peak RSS (`max_rss`,
+Every 0.2 s, psutil reads the RSS and PSS of snakemake and all its descendants. Printed: wall time; the peak of their
+summed RSS (jobs run side by side, so this is the study's peak; shared pages count once per process, so it errs high:
+every job is a fork of the job server and shares its torch and torchvision pages); the peak of their summed PSS (a
+shared page split among the processes that map it, so the sum is the memory the study holds); the largest
+single-process RSS; and per-rule wall times (`s`) and peak RSS (`max_rss`,
 MB) from snakemake's `benchmark:` files, results/benchmarks/**/*.tsv. Exits non-zero, with the log's tail, if
 snakemake fails. The temporary folder is deleted unless --keep.
 """
@@ -32,22 +34,24 @@ REPO = Path(__file__).resolve().parent.parent
 GIB = 1024**3
 
 
-def sample(proc: psutil.Process) -> tuple[int, int, str]:
-    """(summed RSS, largest RSS, name of the largest) over `proc` and its descendants."""
-    total, top, top_name = 0, 0, ""
+def sample(proc: psutil.Process) -> tuple[int, int, int, str]:
+    """(summed RSS, summed PSS, largest RSS, name of the largest) over `proc` and its descendants."""
+    total, total_pss, top, top_name = 0, 0, 0, ""
     try:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0, 0, ""
+        return 0, 0, 0, ""
     for p in procs:
         try:
-            rss = p.memory_info().rss
+            memory = p.memory_full_info()  # Linux: reads /proc/PID/smaps_rollup for pss
+            rss = memory.rss
             total += rss
+            total_pss += memory.pss
             if rss > top:
                 top, top_name = rss, " ".join(p.cmdline()[:3])
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue  # ended between listing and reading
-    return total, top, top_name
+    return total, total_pss, top, top_name
 
 
 def main() -> int:
@@ -66,7 +70,7 @@ def main() -> int:
     print(f"config: {a.configfile}\nrunning: {' '.join(cmd)}", flush=True)
 
     log_path = work / "snakemake.log"
-    peak_total = peak_one = 0
+    peak_total = peak_pss = peak_one = 0
     peak_name = ""
     try:
         with open(log_path, "wb") as log:
@@ -74,8 +78,8 @@ def main() -> int:
             popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
             proc = psutil.Process(popen.pid)
             while popen.poll() is None:
-                total, one, name = sample(proc)
-                peak_total = max(peak_total, total)
+                total, pss, one, name = sample(proc)
+                peak_total, peak_pss = max(peak_total, total), max(peak_pss, pss)
                 if one > peak_one:
                     peak_one, peak_name = one, name
                 time.sleep(a.interval)
@@ -90,6 +94,7 @@ def main() -> int:
             return popen.returncode or 1
         print(f"\nwall time:                {wall:8.1f} s   (--cores {a.cores})")
         print(f"peak total RSS:           {peak_total / GIB:8.2f} GiB (snakemake + all descendants, summed)")
+        print(f"peak total PSS:           {peak_pss / GIB:8.2f} GiB (the same processes, shared pages split among them)")
         print(f"peak single-process RSS:  {peak_one / GIB:8.2f} GiB ({peak_name})")
         tsvs = sorted((work / "results" / "benchmarks").rglob("*.tsv"))
         if tsvs:

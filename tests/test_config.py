@@ -210,6 +210,6 @@ def test_multihead_mitigations_and_inputs_follow_the_groups():
                      "correctors": {None: "results/models/correction/qgac/multihead/three_task.pt"}}
     recorded = mitigation_config(config, "multihead-two_task", "detection")
     assert recorded["multihead.groups.two_task"] == {"classification": "mobilenet_v2", "detection": "faster_rcnn"}
-    assert recorded["multihead"] == {"epochs": 2, "lr": 0.002, "lr_min": 1.0e-6, "images_per_epoch": 150}
+    assert recorded["multihead"] == {"epochs": 2, "lr": 0.002, "lr_min": 1.0e-6, "images_per_epoch": 100}
     assert recorded["classification.mitigate"]["batch_size"] == 64 and recorded["detection.mitigate"]["batch_size"] == 16
     assert "segmentation.mitigate" not in recorded

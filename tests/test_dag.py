@@ -67,7 +67,7 @@ def test_a_multihead_job_gets_each_members_model_data_and_batch_size():
     assert dag.multihead_member_args(config, w).split(" --member ")[1] == (
         "detection=results/models/detection/faster_rcnn/reference.pt=results/data/scenes/train/manifest.json")
     assert json.loads(dag.multihead_params(config, w)) == {
-        "seed": 0, "epochs": 2, "lr": 0.002, "lr_min": 1.0e-6, "images_per_epoch": 150,
+        "seed": 0, "epochs": 2, "lr": 0.002, "lr_min": 1.0e-6, "images_per_epoch": 100,
         "batch_size": {"classification": 64, "detection": 16, "segmentation": 16}}
 
 
