@@ -14,7 +14,7 @@ from jpegstudy import paths
 from jpegstudy.data.imagenet import devkit_meta
 from jpegstudy.errors import ModelError
 from jpegstudy.tasks import TASKS
-from jpegstudy.tasks.classification import is_torchvision_weights, parse_arch, torchvision_weights, transform_spec
+from jpegstudy.tasks.zoo import is_torchvision_weights, parse_arch, torchvision_weights, transform_spec
 
 
 class ConfigError(ValueError):
