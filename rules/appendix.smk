@@ -39,6 +39,8 @@ APPENDIX_TARGETS += [paths.appendix(f"qualitative_segmentation_{model}", ext) fo
 
 
 rule appendix_gradcam_classification:
+    resources:
+        **rule_resources(config, "appendix"),
     input:
         unpack(lambda w: dag.appendix_input(config, w)),
     output:
@@ -68,6 +70,8 @@ rule appendix_gradcam_classification:
 
 
 rule appendix_qualitative_classification:
+    resources:
+        **rule_resources(config, "appendix"),
     input:
         unpack(lambda w: dag.appendix_input(config, w)),
     output:
@@ -96,6 +100,8 @@ rule appendix_qualitative_classification:
 
 
 rule appendix_qualitative_detection:
+    resources:
+        **rule_resources(config, "appendix"),
     input:
         unpack(lambda w: dag.appendix_input(config, w, "detection")),
     output:
@@ -125,6 +131,8 @@ rule appendix_qualitative_detection:
 
 
 rule appendix_qualitative_segmentation:
+    resources:
+        **rule_resources(config, "appendix"),
     input:
         unpack(lambda w: dag.appendix_input(config, w, "segmentation")),
     output:
@@ -153,6 +161,8 @@ rule appendix_qualitative_segmentation:
 
 
 rule tide:
+    resources:
+        **rule_resources(config, "appendix"),
     input:
         predictions=paths.predictions("detection", "{model}", "none"),
         clean=lambda w: paths.manifest(config["detection"]["dataset"], "val"),
@@ -180,6 +190,8 @@ rule tide:
 
 
 rule tide_figure:
+    resources:
+        **rule_resources(config, "appendix"),
     input:
         tide=[paths.tide("detection", model) for model in TIDE_MODELS],
     output:

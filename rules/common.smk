@@ -5,6 +5,7 @@ import sys
 from functools import partial
 
 from jpegstudy import dag, paths
+from jpegstudy.resources import rule_resources
 from jpegstudy.config import (
     ConfigError,
     check_schema,

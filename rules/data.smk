@@ -2,6 +2,8 @@
 
 
 rule prepare_embedded:
+    resources:
+        **rule_resources(config, "data"),
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
@@ -24,6 +26,8 @@ rule prepare_embedded:
 
 
 rule prepare_embedded_coco:
+    resources:
+        **rule_resources(config, "data"),
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
@@ -45,6 +49,8 @@ rule prepare_embedded_coco:
 
 
 rule prepare_embedded_ade20k:
+    resources:
+        **rule_resources(config, "data"),
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
@@ -67,6 +73,8 @@ rule prepare_embedded_ade20k:
 
 
 rule prepare_ade20k:
+    resources:
+        **rule_resources(config, "data"),
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
@@ -88,6 +96,8 @@ rule prepare_ade20k:
 
 
 rule prepare_coco:
+    resources:
+        **rule_resources(config, "data"),
     input:
         annotations=lambda w: config["datasets"][w.dataset][f"{w.split}_annotations"],
     output:
@@ -113,6 +123,8 @@ rule prepare_coco:
 
 
 rule prepare_imagenet:
+    resources:
+        **rule_resources(config, "data"),
     input:
         # Labels of a flat val folder; a train folder has class folders.
         ground_truth=lambda w: ground_truth_files(config["datasets"][w.dataset]) if w.split == "val" else [],
@@ -142,6 +154,8 @@ rule prepare_imagenet:
 
 # Forensics: a generator trained here on scenes of its own makes the fakes; the real images are other scenes.
 rule train_generator:
+    resources:
+        **rule_resources(config, "reference"),
     output:
         generator=paths.generator("{dataset}"),
     wildcard_constraints:
@@ -168,6 +182,8 @@ rule train_generator:
 
 
 rule prepare_embedded_forensics:
+    resources:
+        **rule_resources(config, "data"),
     input:
         generator=paths.generator("{dataset}"),
     output:
@@ -193,6 +209,8 @@ rule prepare_embedded_forensics:
 
 
 rule prepare_forensics:
+    resources:
+        **rule_resources(config, "data"),
     output:
         manifest=paths.manifest("{dataset}", "{split}"),
     wildcard_constraints:
@@ -214,6 +232,8 @@ rule prepare_forensics:
 
 
 rule compress:
+    resources:
+        **rule_resources(config, "data"),
     input:
         manifest=paths.manifest("{dataset}", "val"),
     output:

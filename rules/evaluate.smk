@@ -19,7 +19,7 @@ rule evaluate:
         device=config["device"],
     threads: config["threads"]
     resources:
-        mem_mb=2000,
+        **rule_resources(config, "evaluate"),
     conda:
         ENV
     log:
@@ -39,6 +39,8 @@ rule evaluate:
 
 
 rule throughput:
+    resources:
+        **rule_resources(config, "throughput"),
     input:
         reference=paths.reference("{task}", "{model}"),
         correctors=list(dag.throughput_correctors(config).values()),

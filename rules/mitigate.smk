@@ -10,6 +10,8 @@ SHARED_CROP = {k: CLS["mitigate"][k] for k in ("workers", "crop") if k in CLS["m
 
 
 rule frequency_stats:
+    resources:
+        **rule_resources(config, "data"),
     input:
         train=paths.manifest("{dataset}", "train"),
     output:
@@ -37,7 +39,7 @@ if CORRECTION["qgac"]["weights"] == "train":
             device=config["device"],
         threads: config["threads"]
         resources:
-            mem_mb=2000,
+            **rule_resources(config, "correction"),
         conda:
             ENV
         log:
@@ -53,6 +55,8 @@ if CORRECTION["qgac"]["weights"] == "train":
 else:
 
     rule resolve_qgac:
+        resources:
+            **rule_resources(config, "data"),
         input:
             weights=CORRECTION["qgac"]["weights"],
             stats=[CORRECTION["qgac"]["stats"]] if CORRECTION["qgac"].get("stats") else [],
@@ -85,7 +89,7 @@ rule train_offtheshelf_quality_aware:
         device=config["device"],
     threads: config["threads"]
     resources:
-        mem_mb=2000,
+        **rule_resources(config, "correction"),
     conda:
         ENV
     log:
@@ -113,7 +117,7 @@ rule train_ttac:
         device=config["device"],
     threads: config["threads"]
     resources:
-        mem_mb=3000,
+        **rule_resources(config, "ttac"),
     conda:
         ENV
     log:
@@ -161,7 +165,7 @@ rule finetune:
         device=config["device"],
     threads: config["threads"]
     resources:
-        mem_mb=3000,
+        **rule_resources(config, "finetune"),
     conda:
         ENV
     log:
@@ -191,7 +195,7 @@ rule train_multihead:
         device=config["device"],
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        **rule_resources(config, "multihead"),
     conda:
         ENV
     log:

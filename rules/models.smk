@@ -24,7 +24,7 @@ rule train_reference:
         device=config["device"],
     threads: config["threads"]
     resources:
-        mem_mb=2000,
+        **rule_resources(config, "reference", "classification"),
     conda:
         ENV
     log:
@@ -39,6 +39,8 @@ rule train_reference:
 
 
 rule resolve_model:
+    resources:
+        **rule_resources(config, "data", "classification"),
     input:
         classes=paths.manifest(CLS_DATASET, "val"),
         checkpoint=lambda w: checkpoint_file(CLS_MODELS[w.model]["weights"]),
@@ -89,7 +91,7 @@ if "detection" in config:
             device=config["device"],
         threads: config["threads"]
         resources:
-            mem_mb=3000,
+            **rule_resources(config, "reference", "detection"),
         conda:
             ENV
         log:
@@ -106,6 +108,8 @@ if "detection" in config:
     # Fast R-CNN's proposals: a Faster or Mask R-CNN's RPN on the clean images of a split, made once and used at
     # every quality, as Detectron2's shipped proposals were made on the original COCO images.
     rule propose:
+        resources:
+            **rule_resources(config, "evaluate", "detection"),
         input:
             reference=paths.reference("detection", "{source}"),
             split=paths.manifest(DET["dataset"], "{split}"),
@@ -130,6 +134,8 @@ if "detection" in config:
             " --threads {threads} --out {output.proposals} > {log} 2>&1"
 
     rule resolve_detector:
+        resources:
+            **rule_resources(config, "data", "detection"),
         input:
             classes=paths.manifest(DET["dataset"], "val"),
             checkpoint=lambda w: checkpoint_file(DET["models"][w.model]["weights"]),
@@ -175,7 +181,7 @@ if "segmentation" in config:
             device=config["device"],
         threads: config["threads"]
         resources:
-            mem_mb=3000,
+            **rule_resources(config, "reference", "segmentation"),
         conda:
             ENV
         log:
@@ -191,6 +197,8 @@ if "segmentation" in config:
             " --device {params.device} --out {output.model} > {log} 2>&1"
 
     rule resolve_segmenter:
+        resources:
+            **rule_resources(config, "data", "segmentation"),
         input:
             classes=paths.manifest(SEG["dataset"], "val"),
             encoder=lambda w: SEG["models"][w.model]["weights"]["encoder"],
@@ -236,7 +244,7 @@ if "forensics" in config:
             device=config["device"],
         threads: config["threads"]
         resources:
-            mem_mb=2000,
+            **rule_resources(config, "reference", "forensics"),
         conda:
             ENV
         log:
@@ -250,6 +258,8 @@ if "forensics" in config:
             " --device {params.device} --out {output.model} > {log} 2>&1"
 
     rule resolve_forensic:
+        resources:
+            **rule_resources(config, "data", "forensics"),
         input:
             weights=lambda w: FOR["models"][w.model]["weights"],
         output:

@@ -115,6 +115,10 @@ REPORT_TARGETS += [*APPENDIX_TARGETS, paths.study_pdf()]
 
 
 rule table_classification:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=ALL_METRICS,
         template=template("classification_table.tex.j2"),
@@ -135,6 +139,10 @@ rule table_classification:
 
 
 rule table_classification_top5:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=ALL_METRICS,
         template=template("classification_table.tex.j2"),
@@ -155,6 +163,10 @@ rule table_classification_top5:
 
 
 rule table_task:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=lambda w: TASK_TABLES[w.name][1],
         template=template("classification_table.tex.j2"),
@@ -178,6 +190,10 @@ rule table_task:
 
 
 rule table_ac_comparison:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=AC_METRICS,
         template=template("ac_comparison_table.tex.j2"),
@@ -196,6 +212,10 @@ rule table_ac_comparison:
 
 
 rule table_transfer:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=BORROWED_METRICS,
         template=template("transfer_table.tex.j2"),
@@ -214,6 +234,10 @@ rule table_transfer:
 
 
 rule table_reference:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=CLS_METRICS,
         template=template("reference_table.tex.j2"),
@@ -233,6 +257,10 @@ rule table_reference:
 
 # The reference tables of the other tasks (appendix D.3): clean metrics beside the documented ones, where they are.
 rule table_reference_task:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=lambda w: dag.task_metrics(config, w.task, mitigations=("none",)),
         template=template("reference_table.tex.j2"),
@@ -252,6 +280,10 @@ rule table_reference_task:
 
 
 rule table_throughput:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         throughput=ALL_THROUGHPUT,
         template=template("throughput_table.tex.j2"),
@@ -270,6 +302,10 @@ rule table_throughput:
 
 
 rule figure_drop_classification:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=CLS_METRICS,
     output:
@@ -288,6 +324,10 @@ rule figure_drop_classification:
 
 
 rule figure_task:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=lambda w: TASK_FIGURES[w.name][2],
     output:
@@ -317,6 +357,10 @@ rule figure_task:
 
 # The main-body figures across tasks: Figures 3, 4 and 8 (Figure 1 has its throughput too, below).
 rule figure_across:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=lambda w: ACROSS_FIGURES[w.name][1],
     output:
@@ -339,6 +383,10 @@ rule figure_across:
 
 
 rule figure_summary_tasks:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=ACROSS_FIGURES.get("summary_tasks", ("", []))[1],
         throughput=ALL_THROUGHPUT,
@@ -360,6 +408,10 @@ rule figure_summary_tasks:
 
 
 rule findings:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=dag.findings_metrics(config),
         template=template("findings.tex.j2"),
@@ -376,6 +428,10 @@ rule findings:
 
 
 rule figure_mitigation_classification:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=BASE_METRICS,
     output:
@@ -395,6 +451,10 @@ rule figure_mitigation_classification:
 
 
 rule figure_transfer_classification:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=TRANSFER_METRICS,
     output:
@@ -414,6 +474,10 @@ rule figure_transfer_classification:
 
 
 rule figure_summary_classification:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=SUMMARY_METRICS,
         throughput=THROUGHPUT,
@@ -434,6 +498,10 @@ rule figure_summary_classification:
 
 
 rule figure_model_classification:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=lambda w: [paths.metrics("classification", w.model, m) for m in REPORT_MITIGATIONS[w.model]],
     output:
@@ -456,6 +524,10 @@ rule figure_model_classification:
 
 
 rule figure_model_task:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         metrics=lambda w: dag.task_metrics(config, w.task, models=(w.model,)),
     output:
@@ -486,6 +558,10 @@ rule figure_model_task:
 
 
 rule figure_forensics_spectrum:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         manifest=lambda w: paths.manifest(config["forensics"]["dataset"], "val"),
     output:
@@ -505,6 +581,10 @@ rule figure_forensics_spectrum:
 
 
 rule figure_throughput_classification:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         throughput=ALL_THROUGHPUT,
     output:
@@ -524,6 +604,10 @@ rule figure_throughput_classification:
 
 
 rule study_pdf:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
     input:
         pieces=list(STUDY_PIECES.values()),
         metrics=ALL_METRICS + ALL_THROUGHPUT + dag.task_metrics(config, "detection")

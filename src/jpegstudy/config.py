@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from jpegstudy import paths
+from jpegstudy import paths, resources
 from jpegstudy.data.imagenet import devkit_meta
 from jpegstudy.errors import ModelError
 from jpegstudy.tasks import TASKS
@@ -58,8 +58,9 @@ def ground_truth_files(dataset: dict) -> list[str]:
 
 
 def used_model_config(model: dict) -> dict:
-    """A model's config as provenance records it: its training keys only when it was trained here."""
-    return {k: v for k, v in model.items() if k != "train" or model["weights"] == "train"}
+    """A model's config as provenance records it: its training keys only when it was trained here, and not what its
+    jobs ask a cluster for (resources change no number)."""
+    return {k: v for k, v in model.items() if k != "resources" and (k != "train" or model["weights"] == "train")}
 
 
 def check_schema(config: dict, schema_path: str | Path) -> None:
@@ -72,6 +73,9 @@ def check_schema(config: dict, schema_path: str | Path) -> None:
 
 def check_semantics(config: dict) -> None:
     """What the schema cannot say; expects the defaults filled in."""
+    problem = resources.check(config)
+    if problem:
+        raise ConfigError(problem)
     for name, ds in config["datasets"].items():
         for key in ("val", "train", "ground_truth", "val_annotations", "train_annotations", "root"):
             if ds.get(key) and not Path(ds[key]).exists():
