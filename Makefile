@@ -7,7 +7,7 @@ MIT_SEMSEG := mit-semseg==1.0.0
 # Rules call the `jpegstudy` command, so the venv's bin comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: study test install clean packages-study packages-test
+.PHONY: study test test-slurm install clean packages-study packages-test packages-slurm
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,8 @@ packages-study:
 	scripts/system-packages study
 packages-test:
 	scripts/system-packages test
+packages-slurm:
+	scripts/system-packages slurm
 
 study: packages-study install
 	$(BIN)/snakemake --cores $(CORES)
@@ -31,6 +33,10 @@ study: packages-study install
 test: packages-test install
 	$(BIN)/snakemake --lint
 	$(BIN)/pytest
+
+# The smoke study through a one-node Slurm on this machine (tests/test_slurm.py; slow, root): .ci/run runs it too.
+test-slurm: packages-test packages-slurm install
+	$(BIN)/pytest -m slow tests/test_slurm.py
 
 clean:
 	rm -rf results reports .snakemake

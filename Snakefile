@@ -22,12 +22,15 @@ include: "rules/report.smk"
 
 
 # One process imports torch once and forks each job's `jpegstudy` (src/jpegstudy/jobserver.py: ~7 s saved a job on
-# a 2-core CPU). JPEGSTUDY_JOB_SERVER=off runs every job in a process of its own, as without it.
+# a 2-core CPU). JPEGSTUDY_JOB_SERVER=off runs every job in a process of its own, as without it. Not under a
+# cluster executor: its jobs would reach the server through the inherited socket and run here, outside their
+# allocation (on a one-node cluster that is the same machine).
 from jpegstudy import jobserver
 
 
 onstart:
-    jobserver.start(Path(".snakemake/log/jpegstudy-job-server.log"))
+    if workflow.local_exec:
+        jobserver.start(Path(".snakemake/log/jpegstudy-job-server.log"))
 
 
 onsuccess:

@@ -74,13 +74,19 @@ def made_by(rel: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def smoke_runs(tmp_path_factory):
-    """config/smoke.yaml run twice, each in a fresh folder (shared by every test module: it takes minutes): the whole
-    study, then the REPEATED files alone."""
-    runs = []
-    for name, targets in (("first", ()), ("second", sorted({made_by(rel) for rel in REPEATED}))):
-        workdir = tmp_path_factory.mktemp(name)
-        result = run_snakemake(workdir, *targets)
-        assert result.returncode == 0, result.stderr[-3000:]
-        runs.append(workdir)
-    return runs
+def smoke_run(tmp_path_factory):
+    """config/smoke.yaml run once, the whole study, in a fresh folder (shared by every test module: it takes
+    minutes)."""
+    workdir = tmp_path_factory.mktemp("first")
+    result = run_snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(smoke_run, tmp_path_factory):
+    """The whole smoke study, then the REPEATED files alone in a second fresh folder."""
+    workdir = tmp_path_factory.mktemp("second")
+    result = run_snakemake(workdir, *sorted({made_by(rel) for rel in REPEATED}))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [smoke_run, workdir]

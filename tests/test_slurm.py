@@ -1,0 +1,70 @@
+"""config/smoke.yaml through a real Slurm: a one-node cluster on this machine (tests/slurm_cluster.py), every job
+submitted with sbatch by snakemake's slurm executor with profiles/slurm, polled with squeue; the outputs are the
+local run's, byte for byte.
+
+Slow (each of the ~150 jobs starts its own Python and imports torch, without the job server): `make test-slurm`
+runs it, and .ci/run after the default suite.
+"""
+
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from . import slurm_cluster
+from .conftest import REPEATED, REPO, run_snakemake
+from .test_pipeline import REMADE, metric_values
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(slurm_cluster.missing() is not None, reason=str(slurm_cluster.missing()))]
+
+# What the test cluster needs beyond the profile: no job accounting here, so no account and squeue for status
+# (sacct answers nothing, ../shared/notes/slurm.md); quick polls, as jobs take seconds.
+CLUSTER_OPTIONS = ("--profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account", "--slurm-status-command",
+                   "squeue", "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2")
+
+
+def all_metric_values(workdir):
+    """Every task's metric rows by (task, model, mitigation, quality): values without wall times and ids (hosts
+    and timings differ between the runs; weights' and inputs' sha256 are in the provenance compared below)."""
+    out = {}
+    for path in sorted((workdir / "results" / "metrics").rglob("*.json")):
+        result = json.loads(path.read_text())
+        for row in result.get("rows", []):
+            values = {k: v for k, v in row.items() if k not in ("id", "provenance")}
+            inputs = row.get("provenance", {}).get("inputs", {})
+            out[(str(path.relative_to(workdir)), row.get("quality"))] = (values, inputs)
+    return out
+
+
+def test_the_smoke_study_on_slurm_gives_the_local_runs_outputs(smoke_run, tmp_path_factory):
+    local = smoke_run
+    work = tmp_path_factory.mktemp("slurm-study")
+    with slurm_cluster.cluster(tmp_path_factory.mktemp("slurm-daemons")):
+        result = run_snakemake(work, *CLUSTER_OPTIONS, "--verbose", quiet=False)  # verbose: the sbatch calls
+        jobs = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert jobs.strip() == "", f"jobs left in the queue:\n{jobs}"
+    log = result.stdout + result.stderr
+    # every job but `all` went through sbatch, the report's tables and figures as one group job; no retries
+    submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
+    calls = re.findall(r"sbatch call: (.*)", log)
+    planned = int(re.search(r"^total\s+(\d+)", log, re.MULTILINE).group(1))
+    assert len(submitted) == len(set(submitted)) == len(calls) and 0.5 * planned < len(submitted) < planned - 1
+    assert "Trying to restart" not in log
+    assert [p.name for p in (work / ".snakemake/slurm_logs").iterdir() if p.name.startswith("group_")] == [
+        "group_report"]
+    # each sbatch asked for what the config gives its kind: the schema's default, 2000 MB for 60 minutes, no GPU
+    assert all(re.search(r" --mem 2000\b", c) and re.search(r" -t 60\b", c) and "--gpus" not in c
+               for c in calls if "group_report" not in c), calls[:3]
+    assert not (work / ".snakemake/log/jpegstudy-job-server.log").exists(), "jobs must not run in the job server"
+    # the same numbers, made from the same files
+    assert all_metric_values(work) == all_metric_values(local)
+    assert metric_values(work) == metric_values(local)
+    for rel in [*REPEATED, *REMADE]:
+        if not rel.startswith("results/metrics/"):
+            assert (work / rel).read_bytes() == (local / rel).read_bytes(), rel
+    smoke = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    assert (work / "reports" / "study.pdf").read_bytes()[:5] == b"%PDF-" and smoke["qualities"] == [10, 50, 90]
