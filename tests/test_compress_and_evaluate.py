@@ -217,3 +217,48 @@ def test_a_coco_split_compresses_with_its_ids_and_ground_truth(tmp_path):
     assert q.source["category_ids"] == list(range(1, 11)) and q.source["quality"] == 10
     original = coco.load_annotations(manifests.read(moved / "coco" / "val" / "manifest.json"))
     assert coco.load_annotations(q).dataset["annotations"] == original.dataset["annotations"]
+
+
+def test_half_precision_evaluation_runs_under_autocast_and_is_recorded(tmp_path, monkeypatch):
+    """bf16 is the GPU's fast path; the CPU runs the same branch (torch.autocast on the CPU)."""
+    files = {f"{'ab'[i % 2]}/{i}.png": (lambda i: lambda p: Image.fromarray(noisy(seed=i)).save(p))(i)
+             for i in range(6)}
+    src = make_split(tmp_path / "src", files)
+    torch.manual_seed(0)
+    model = classification.build("resnet18", 2).eval()
+    spec = classification.transform_spec("resnet18", "train", {"resize": 20, "crop": 16}, 16)
+    classification.save_reference(tmp_path / "ref.pt", arch="resnet18", build_kwargs={}, classes=["a", "b"],
+                                  transform=spec, source="train", state_dict=model.state_dict())
+    dtypes = []
+    original = classification.score
+
+    def score(model, manifest, batches, device, confidence=None):
+        model.fc.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+        return original(model, manifest, batches, device, confidence)
+
+    monkeypatch.setattr(classification, "score", score)  # the classifier's logits, as score sees them
+    rows = {p: evaluate.evaluate(model_name="r18", reference=str(tmp_path / "ref.pt"), clean=str(src),
+                                 compressed={}, params={"precision": p}, rule="test", batch_size=4, workers=0,
+                                 device="cpu")["rows"][0] for p in ("fp32", "bf16")}
+    assert dtypes == [torch.float32] * 2 + [torch.bfloat16] * 2  # two batches each
+    assert rows["bf16"]["provenance"]["config"]["precision"] == "bf16" and rows["bf16"]["id"] != rows["fp32"]["id"]
+    assert rows["bf16"]["n_images"] == 6
+    from jpegstudy.devices import autocast
+
+    with pytest.raises(ValueError, match=r"^precision 'fp8': one of fp32, bf16, fp16$"):
+        autocast(torch.device("cpu"), "fp8")
+
+
+def test_batches_for_a_gpu_are_pinned_and_the_cpu_keeps_pageable_memory(tmp_path):
+    from jpegstudy.data.loader import loader
+    from jpegstudy.devices import pin_memory
+
+    assert not pin_memory(torch.device("cpu")) and pin_memory(torch.device("cuda"))
+    src = make_split(tmp_path / "src", {"a/x.png": lambda p: Image.fromarray(noisy()).save(p)})
+    batches = loader(manifests.read(src), classification.eval_transform(
+        classification.transform_spec("resnet18", "train", None, 16)), 1, workers=1, pin_memory=False)
+    assert batches.pin_memory is False and batches.num_workers == 1
+    if torch.cuda.is_available():
+        x, _ = next(iter(loader(manifests.read(src), classification.eval_transform(
+            classification.transform_spec("resnet18", "train", None, 16)), 1, workers=1, pin_memory=True)))
+        assert x.is_pinned()

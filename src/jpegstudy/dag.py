@@ -136,6 +136,7 @@ def evaluation_config(config: dict, w) -> str:
         "seed": config["seed"],
         "confidence": config["confidence"],
         "device": config["device"],
+        "precision": config["precision"],
         **mitigation_config(config, w.mitigation, w.task),
     }, sort_keys=True)
 

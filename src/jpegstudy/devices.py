@@ -1,7 +1,8 @@
-"""Which device a job runs on, and how provenance names it."""
+"""Which device a job runs on, how provenance names it, and the settings a GPU wants (autocast, pinned memory)."""
 
 from __future__ import annotations
 
+import contextlib
 import platform
 
 import torch
@@ -23,3 +24,23 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {cpu.allocator()}"
+
+
+# Evaluation's precisions: fp32, or torch.autocast to bf16 / fp16 (matmuls and convolutions in half precision,
+# reductions and the metric's inputs in fp32). The paper's numbers are fp32; a half precision is for GPU throughput
+# and is recorded in every row's provenance (its config).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str):
+    """The context a model's forward runs in at `precision` on `device` (nothing changes for fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    if PRECISIONS[precision] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+
+
+def pin_memory(device: torch.device) -> bool:
+    """Whether batches should be built in page-locked memory: only a GPU copies from it (asynchronously)."""
+    return device.type == "cuda"

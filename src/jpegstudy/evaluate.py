@@ -26,7 +26,7 @@ from jpegstudy.correction import inputs
 from jpegstudy.data import manifest as manifests
 from jpegstudy.data.images import verified_bytes
 from jpegstudy.data.loader import loader
-from jpegstudy.devices import device_name, pick_device
+from jpegstudy.devices import autocast, device_name, pick_device, pin_memory
 
 
 class _Files(torch.utils.data.Dataset):
@@ -49,7 +49,8 @@ def corrected_images(corrector, files: list[bytes], device) -> list[Image.Image]
     image), in the order of `files`."""
     out = [None] * len(files)
     for idx, batch in inputs.from_files(list(files)):
-        rgb = corrector(batch.to(device)).mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        # (float: under half-precision autocast its output is half, and 8-bit rounding wants the full value)
+        rgb = corrector(batch.to(device)).float().mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         for i, image in zip(idx, rgb):
             out[i] = Image.fromarray(np.ascontiguousarray(image))
     return out
@@ -69,16 +70,19 @@ def eval_batches(task, manifest, transform, device, batch_size: int, workers: in
     """(model input, targets) batches of one eval set in manifest order: each file decoded, or corrected first;
     `task` (a tasks module) says what an entry's target is and how items make a batch."""
     if corrector is None:
-        return loader(manifest, transform, batch_size, workers, target=task.target_of, collate=task.collate)
+        return loader(manifest, transform, batch_size, workers, target=task.target_of, collate=task.collate,
+                      pin_memory=pin_memory(device))
     return _corrected_batches(task, manifest, corrector, transform, device, batch_size, workers)
 
 
 @torch.no_grad()
 def task_scores(task, model, manifest, transform, device, batch_size: int, workers: int, desc: str,
-                corrector=None, confidence: dict | None = None) -> dict:
-    """The metric fields `task` (a tasks module) computes on one eval set, the corrector (if any) in front."""
+                corrector=None, confidence: dict | None = None, precision: str = "fp32") -> dict:
+    """The metric fields `task` (a tasks module) computes on one eval set, the corrector (if any) in front, every
+    network run at `precision` (devices.autocast)."""
     batches = eval_batches(task, manifest, transform, device, batch_size, workers, corrector)
-    return task.score(model, manifest, tqdm(batches, desc=desc, mininterval=10), device, confidence)
+    with autocast(device, precision):
+        return task.score(model, manifest, tqdm(batches, desc=desc, mininterval=10), device, confidence)
 
 
 def _load_correctors(files: dict, dev) -> dict:
@@ -98,8 +102,10 @@ def evaluate(*, task: str = "classification", model_name: str, reference: str, c
     mitigation. `corrector_files`: {None: file} for one corrector in front of every quality, or {quality: file} for
     quality-aware ones (then only those qualities are evaluated). `confidence`: level, resamples and seed of the
     bootstrap intervals. `proposals`: a Fast R-CNN's proposals file of the clean set's images, used at every
-    quality (as Detectron2's shipped proposals, made on the original images)."""
+    quality (as Detectron2's shipped proposals, made on the original images). `params` is the config the rows
+    record; its precision (fp32 when absent) is what the networks run at."""
     dev = pick_device(device)
+    precision = params.get("precision", "fp32")
     t = tasks.get(task)
     if proposals is None:
         model, meta = t.load_reference(reference)
@@ -126,7 +132,7 @@ def evaluate(*, task: str = "classification", model_name: str, reference: str, c
         start = time.perf_counter()
         label = "clean" if quality is None else f"Q={quality}"
         scores = task_scores(t, model, m, transform, dev, batch_size, workers, f"{model_name} {label}", corrector,
-                             confidence)
+                             confidence, precision)
         predictions["clean" if quality is None else f"q{quality}"] = scores.pop("predictions")
         row = {"task": task, "model": model_name, "mitigation": mitigation, "dataset": m.dataset,
                "quality": quality, **scores}

@@ -35,14 +35,15 @@ class ManifestDataset(torch.utils.data.Dataset):
 
 
 def loader(manifest: Manifest, transform, batch_size: int, workers: int = 0, threads: int | None = None,
-           target=label, collate=torch.utils.data.default_collate):
+           target=label, collate=torch.utils.data.default_collate, pin_memory: bool = False):
     """(images, targets) batches in manifest order (evaluation is deterministic). `workers` > 0: DataLoader
-    processes decode (pays where cores are spare); 0: `threads` threads of this process do (prefetched_batches).
-    `collate` makes a batch of (image, target) items: stacked by default; a list where image sizes differ."""
+    processes decode (pays where cores are spare; `pin_memory` for a GPU's asynchronous copies); 0: `threads`
+    threads of this process do (prefetched_batches). `collate` makes a batch of (image, target) items: stacked by
+    default; a list where image sizes differ."""
     dataset = ManifestDataset(manifest, transform, target)
     if workers > 0:
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                                           collate_fn=collate)
+                                           collate_fn=collate, pin_memory=pin_memory)
     return prefetched_batches(dataset, batch_size, threads or torch.get_num_threads(), collate=collate)
 
 
