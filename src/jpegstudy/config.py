@@ -14,7 +14,8 @@ from jpegstudy import paths, resources
 from jpegstudy.data.imagenet import devkit_meta
 from jpegstudy.errors import ModelError
 from jpegstudy.tasks import TASKS
-from jpegstudy.tasks.zoo import is_torchvision_weights, parse_arch, torchvision_weights, transform_spec
+from jpegstudy.tasks.zoo import (default_transform, is_torchvision_weights, parse_arch, torchvision_weight_names,
+                                 transform_spec)
 
 
 class ConfigError(ValueError):
@@ -132,11 +133,10 @@ def check_detection(config: dict) -> None:
         if arch in PAPER_DETECTORS:
             if weights == "train":
                 raise ConfigError(f"{key}.weights: {arch} is not trained here; give COCO_V1 or a checkpoint file")
-            from jpegstudy.tasks import detection  # torchvision: only a study with a paper detector needs it
-
-            if weights not in detection.weight_names(arch) and not Path(weights).is_file():
+            names = torchvision_weight_names(arch)
+            if weights not in names and not Path(weights).is_file():
                 raise ConfigError(f"{key}.weights: {weights} is neither one of {arch}'s torchvision weights "
-                                  f"({', '.join(detection.weight_names(arch))}) nor an existing checkpoint file")
+                                  f"({', '.join(names)}) nor an existing checkpoint file")
             continue
         if weights != "train":
             raise ConfigError(f"{key}.weights: {arch} is an embedded detector, trained here (weights: train); for "
@@ -267,7 +267,7 @@ def check_model(name: str, model: dict, dataset: dict, dataset_name: str) -> Non
             raise ConfigError(f"{key}.weights: {weights} is a torchvision weights name, and {arch} is not a "
                               f"torchvision model (nothing downloads its weights): give a checkpoint file")
         try:
-            torchvision_weights(arch, weights)
+            default_transform(arch, weights)  # a weights name the architecture lacks is refused here
         except ModelError as e:
             raise ConfigError(f"{key}.weights: {e}") from None
     elif not Path(weights).is_file():

@@ -32,15 +32,15 @@ def device_name(device: torch.device) -> str:
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device | str, precision: str):
     """The context a model's forward runs in at `precision` on `device` (nothing changes for fp32)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
     if PRECISIONS[precision] is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision])
 
 
-def pin_memory(device: torch.device) -> bool:
+def pin_memory(device: torch.device | str) -> bool:
     """Whether batches should be built in page-locked memory: only a GPU copies from it (asynchronously)."""
-    return device.type == "cuda"
+    return torch.device(device).type == "cuda"

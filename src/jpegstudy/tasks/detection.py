@@ -166,11 +166,6 @@ CLASS_ROWS = {
 RETINANET_ANCHORS = 9  # torchvision's retinanet_resnet50_fpn: 3 sizes x 3 aspect ratios per location
 
 
-def weight_names(arch: str) -> list[str]:
-    """torchvision's weights names of a paper detector (COCO_V1, DEFAULT); nothing downloads."""
-    return list(torchvision.models.get_model_weights(arch).__members__)
-
-
 def resolve(arch: str, source: str, classes: list[str]) -> dict:
     """The state_dict of build(arch, len(classes)) from torchvision's COCO weights (a weights name: COCO_V1) or a
     local checkpoint of the same architecture (COCO's 91 outputs, or the dataset's classes + background), its

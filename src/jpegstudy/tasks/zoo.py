@@ -103,10 +103,55 @@ def _close(name: str, names, what: str) -> str:
     return f"{what}{'; close: ' + ', '.join(close) if close else ''}"
 
 
-def torchvision_classifiers() -> list[str]:
-    import torchvision
+# What torchvision says of its models is looked up once per torchvision version and kept beside snakemake's own
+# state in the working directory: planning the paper study would otherwise import torchvision (~6 s of a ~10 s
+# `snakemake -n`), and so would every cluster job, which plans its one job again.
+LOOKUPS = Path(".snakemake") / "jpegstudy"
 
-    return torchvision.models.list_models(module=torchvision.models)
+
+def _lookup(key: str, compute):
+    """compute() (a JSON value, or a ModelError whose message is kept), through the on-disk record of lookups."""
+    import importlib.metadata
+    import json
+
+    from jpegstudy import atomic
+
+    path = LOOKUPS / f"torchvision-{importlib.metadata.version('torchvision')}.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        try:
+            known[key] = {"value": compute()}
+        except ModelError as e:
+            known[key] = {"error": str(e)}
+        try:
+            atomic.write_json(path, known)
+        except OSError:
+            pass  # a read-only working directory: looked up again next time
+    if "error" in known[key]:
+        raise ModelError(known[key]["error"])
+    return known[key]["value"]
+
+
+def torchvision_classifiers() -> list[str]:
+    def compute():
+        import torchvision
+
+        return torchvision.models.list_models(module=torchvision.models)
+
+    return _lookup("classifiers", compute)
+
+
+def torchvision_weight_names(name: str) -> list[str]:
+    """The weights names torchvision has for its model `name` (any task's: COCO_V1, DEFAULT); nothing downloads."""
+    def compute():
+        import torchvision
+
+        return list(torchvision.models.get_model_weights(name).__members__)
+
+    return _lookup(f"weights {name}", compute)
 
 
 def parse_arch(arch: str) -> Builder:
@@ -286,11 +331,14 @@ def default_weights(arch: str) -> str:
 
 
 def default_transform(arch: str, weights: str | None = None) -> dict:
-    """The eval transform torchvision documents for `arch` with `weights` (its default weights if None)."""
-    w = torchvision_weights(arch, weights or default_weights(arch))
-    t = w.transforms()
-    return {"resize": int(t.resize_size[0]), "crop": int(t.crop_size[0]), "interpolation": t.interpolation.value,
-            "mean": list(t.mean), "std": list(t.std)}
+    """The eval transform torchvision documents for `arch` with `weights` (its default weights if None); a weights
+    name `arch` does not have is a ModelError."""
+    def compute():
+        t = torchvision_weights(arch, weights or default_weights(arch)).transforms()
+        return {"resize": int(t.resize_size[0]), "crop": int(t.crop_size[0]),
+                "interpolation": t.interpolation.value, "mean": list(t.mean), "std": list(t.std)}
+
+    return dict(_lookup(f"transform {arch} {weights}", compute))
 
 
 def timm_transform(arch: str, override: dict) -> dict:
