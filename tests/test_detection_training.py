@@ -188,6 +188,9 @@ def test_paper_config_names_torchvisions_coco_detectors(tmp_path):
     for name, detector in config["forensics"]["models"].items():  # and the forensic detectors' checkpoints
         (tmp_path / f"{name}.pth").write_bytes(b"")
         detector["weights"] = str(tmp_path / f"{name}.pth")
+    for key in ("weights", "stats"):  # and the official QGAC checkpoint with its statistics
+        (tmp_path / f"qgac-{key}.pt").write_bytes(b"")
+        config["correction"]["qgac"][key] = str(tmp_path / f"qgac-{key}.pt")
     models = config["detection"]["models"]
     assert {m["arch"]: m["weights"] for m in models.values()} == {
         "fasterrcnn_resnet50_fpn": "COCO_V1", "maskrcnn_resnet50_fpn": "COCO_V1", "retinanet_resnet50_fpn": "COCO_V1"}
