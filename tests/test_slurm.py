@@ -23,7 +23,8 @@ pytestmark = [pytest.mark.slow,
 # What the test cluster needs beyond the profile: no job accounting here, so no account and squeue for status
 # (sacct answers nothing, ../shared/notes/slurm.md); quick polls, as jobs take seconds.
 CLUSTER_OPTIONS = ("--profile", str(REPO / "profiles" / "slurm"), "--slurm-no-account", "--slurm-status-command",
-                   "squeue", "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2")
+                   "squeue", "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
+                   "--slurm-keep-successful-logs")  # the plugin deletes a finished job's log folder otherwise
 
 
 def all_metric_values(workdir):
@@ -45,15 +46,17 @@ def test_the_smoke_study_on_slurm_gives_the_local_runs_outputs(smoke_run, tmp_pa
     with slurm_cluster.cluster(tmp_path_factory.mktemp("slurm-daemons")):
         result = run_snakemake(work, *CLUSTER_OPTIONS, "--verbose", quiet=False)  # verbose: the sbatch calls
         jobs = subprocess.run(["squeue", "-h"], capture_output=True, text=True).stdout
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert jobs.strip() == "", f"jobs left in the queue:\n{jobs}"
     log = result.stdout + result.stderr
+    (work / "snakemake-slurm.log").write_text(log)  # kept with the study for a look after a failure
+    assert result.returncode == 0, log[-6000:]
+    assert jobs.strip() == "", f"jobs left in the queue:\n{jobs}"
     # every job but `all` went through sbatch, the report's tables and figures as one group job; no retries
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     calls = re.findall(r"sbatch call: (.*)", log)
     planned = int(re.search(r"^total\s+(\d+)", log, re.MULTILINE).group(1))
     assert len(submitted) == len(set(submitted)) == len(calls) and 0.5 * planned < len(submitted) < planned - 1
     assert "Trying to restart" not in log
+    assert len([c for c in calls if "/group_report/" in c]) == 1, [c for c in calls if "group_" in c]
     assert [p.name for p in (work / ".snakemake/slurm_logs").iterdir() if p.name.startswith("group_")] == [
         "group_report"]
     # each sbatch asked for what the config gives its kind: the schema's default, 2000 MB for 60 minutes, no GPU
