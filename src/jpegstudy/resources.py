@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import partial
 
 from jpegstudy.tasks import TASKS
+
 KINDS = ("data", "reference", "finetune", "ttac", "correction", "multihead", "evaluate", "throughput", "appendix",
          "report")
 # Snakemake converts these units, so a job must get a number (None fails); the others may be left out per job.
@@ -49,7 +50,8 @@ def _all_levels(config: dict, task: str | None = None):
 
 def _keys(config: dict, kind: str, task: str | None) -> set[str]:
     """Every resource any job of this kind (of `task`, or of any task) may set."""
-    return {key for _, level in _all_levels(config, task) for key in {**level.get("default", {}), **level.get(kind, {})}}
+    return {key for _, level in _all_levels(config, task)
+            for key in {**level.get("default", {}), **level.get(kind, {})}}
 
 
 def _value(config: dict, kind: str, task: str | None, key: str, wildcards):
