@@ -3,14 +3,14 @@
 Run:  .venv/bin/python benchmarks/dag_dryrun.py [--configfile config/paper.yaml] [--repeat 3] [--profile]
 
 The paper config names datasets and checkpoints under /data. Planning needs the files that are rule inputs to exist
-(COCO's annotation files, CSAIL's and the forensic detectors' checkpoints) and the config check wants the dataset
-folders, so the config is copied into a temporary
-folder with every "/data/" path moved beneath it, those files are created there empty and the folders empty (a
-dry run reads none of them). `snakemake -s <repo>/Snakefile -d <tmp> --configfile <copy> -n` then runs `--repeat` times in the same working
-folder; printed: each wall time (the first is cold: it imports torchvision to check the models' weights names and
-transforms, which later runs, and every cluster job, read from .snakemake/jpegstudy/), and the number of jobs in
-the plan (snakemake's "total" line). `--profile` prints the 25
-functions with the most cumulative time of one run under cProfile instead (the run is slower for it).
+(COCO's annotation files, CSAIL's, the forensic detectors' and QGAC's checkpoints) and the config check wants the
+dataset folders, so the config is copied into a temporary folder with every "/data/" path moved beneath it, those
+files created there empty and the folders empty (a dry run reads none of them). `snakemake -s <repo>/Snakefile
+-d <tmp> --configfile <copy> -n` then runs `--repeat` times in the same working folder. Printed: snakemake's job
+stats, each wall time (the first is cold: it imports torchvision to check the models' weights names and transforms;
+later runs, and every cluster job, read them from .snakemake/jpegstudy/) and the number of jobs planned.
+`--profile` prints the 40 functions with the most cumulative time of one run under cProfile instead (slower for it;
+JPEGSTUDY_PROFILE_FILTER=jpegstudy keeps only ours).
 """
 
 from __future__ import annotations
@@ -89,10 +89,12 @@ def main() -> None:
             found = re.search(r"^total\s+(\d+)", result.stdout, re.MULTILINE)
             jobs = int(found.group(1)) if found else None
         if args.profile:
-            pstats.Stats(str(Path(tmp) / "profile")).sort_stats("cumulative").print_stats(os.environ.get("JPEGSTUDY_PROFILE_FILTER", ""), 40)
+            only = os.environ.get("JPEGSTUDY_PROFILE_FILTER", "")
+            pstats.Stats(str(Path(tmp) / "profile")).sort_stats("cumulative").print_stats(only, 40)
         print(stats)
-        print(f"snakemake -n on {Path(args.configfile).name}: {jobs} jobs; wall "
-              + ", ".join(f"{t:.2f}" for t in times) + f" s (first {times[0]:.2f} s, then best {min(times[1:] or times):.2f} s)")
+        walls = ", ".join(f"{t:.2f}" for t in times)
+        print(f"snakemake -n on {Path(args.configfile).name}: {jobs} jobs; wall {walls} s (first {times[0]:.2f} s, "
+              f"then best {min(times[1:] or times):.2f} s)")
 
 
 if __name__ == "__main__":
