@@ -109,6 +109,9 @@ def _close(name: str, names, what: str) -> str:
 LOOKUPS = Path(".snakemake") / "jpegstudy"
 
 
+_KNOWN: dict[Path, dict] = {}  # each record file, read once per process
+
+
 def _lookup(key: str, compute):
     """compute() (a JSON value, or a ModelError whose message is kept), through the on-disk record of lookups."""
     import importlib.metadata
@@ -116,11 +119,13 @@ def _lookup(key: str, compute):
 
     from jpegstudy import atomic
 
-    path = LOOKUPS / f"torchvision-{importlib.metadata.version('torchvision')}.json"
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
+    path = (LOOKUPS / f"torchvision-{importlib.metadata.version('torchvision')}.json").resolve()
+    if path not in _KNOWN:
+        try:
+            _KNOWN[path] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            _KNOWN[path] = {}
+    known = _KNOWN[path]
     if key not in known:
         try:
             known[key] = {"value": compute()}
@@ -129,7 +134,7 @@ def _lookup(key: str, compute):
         try:
             atomic.write_json(path, known)
         except OSError:
-            pass  # a read-only working directory: looked up again next time
+            pass  # a read-only working directory: looked up again by the next process
     if "error" in known[key]:
         raise ModelError(known[key]["error"])
     return known[key]["value"]
