@@ -17,6 +17,7 @@ include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/mitigate.smk"
 include: "rules/evaluate.smk"
+include: "rules/codecs.smk"
 include: "rules/appendix.smk"
 include: "rules/report.smk"
 

@@ -4,7 +4,7 @@ import shlex
 import sys
 from functools import partial
 
-from jpegstudy import dag, paths
+from jpegstudy import codec_study, dag, paths
 from jpegstudy.resources import rule_resources
 from jpegstudy.config import (
     ConfigError,

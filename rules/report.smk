@@ -86,6 +86,12 @@ REPORT_TARGETS += [
 if "forensics" in config and config["datasets"][config["forensics"]["dataset"]]["kind"] == "embedded_forensics":
     REPORT_TARGETS += [paths.figure("forensics_spectrum", ext) for ext in ("pdf", "png")]
 
+# The codec study (rules/codecs.smk): metric against bits per pixel per task, and the bitrate table.
+CODEC_FIGURES = codec_study.report_figures(config)
+REPORT_TARGETS += [paths.figure(name, ext) for name in CODEC_FIGURES for ext in ("pdf", "png")]
+if CODEC_FIGURES:
+    REPORT_TARGETS.append(paths.table("codecs"))
+
 # What the study PDF includes, by place ("kind:name"): every table and the PDF of every figure above.
 STUDY_PIECES = {
     f"table:{Path(t).stem}": t for t in REPORT_TARGETS if t.endswith(".tex")
@@ -627,3 +633,51 @@ rule study_pdf:
     shell:
         "jpegstudy study --pieces {params.pieces} --metrics {input.metrics} --tex {output.tex} --out {output.pdf}"
         " > {log} 2>&1"
+
+
+rule figure_rate:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
+    input:
+        metrics=lambda w: CODEC_FIGURES[w.name][2],
+    output:
+        pdf=paths.figure("{name}", "pdf"),
+        png=dag.figure_png("{name}", "rate_figure", "Figures"),
+    wildcard_constraints:
+        name="|".join(CODEC_FIGURES) or "(?!)",
+    params:
+        kind=lambda w: CODEC_FIGURES[w.name][0],
+        figure=as_json({**config["report"]["figure"], "confidence": {**config["confidence"], "seed": config["seed"]}}),
+    conda:
+        ENV
+    log:
+        paths.log("report", "figure-{name}"),
+    message:
+        "Plotting {wildcards.name}: the metric against bits per pixel, a curve per codec (Beyond JPEG)"
+    shell:
+        "jpegstudy rates --kind {params.kind} {input.metrics} --params {params.figure:q}"
+        " --out {output.pdf} {output.png} > {log} 2>&1"
+
+
+rule table_codecs:
+    group:
+        "report"
+    resources:
+        **rule_resources(config, "report"),
+    input:
+        metrics=codec_study.table_files(config),
+    output:
+        table=paths.table("codecs"),
+    params:
+        table=as_json({"within": config["codecs"]["within"]}),
+    conda:
+        ENV
+    log:
+        paths.log("report", "table-codecs"),
+    message:
+        "The bits per pixel each codec needs to stay within {params.table} of the clean metric, and its BD-rate"
+        " against JPEG"
+    shell:
+        "jpegstudy rates --kind table {input.metrics} --params {params.table:q} --out {output.table} > {log} 2>&1"

@@ -33,6 +33,7 @@ _REF = r"[0-9a-f]+/\w+"
 _PAIR = rf"{_REF}-{_REF}"
 JSDROP = re.compile(rf"\\jsdrop\{{({_REF})\}}\{{({_REF})\}}\{{([^}}]*)\}}")
 JSMEAN = re.compile(rf"\\jsmean(drop|rel)\{{({_PAIR}(?:,{_PAIR})*)\}}\{{([^}}]*)\}}")
+JSRATE = re.compile(rf"\\jsrate\{{((?:within|bdrate):[0-9.]+)\}}\{{({_REF}(?:,{_REF})*)\}}\{{([^}}]*)\}}")
 ROW_ID = re.compile(r"^[0-9a-f]{12}$")
 COMMENT = re.compile(r"(?<!\\)%")  # a LaTeX comment starts at an unescaped %
 NUMBER_CELL = re.compile(r"^\s*[-+]?\d+(?:\.\d+)?\s*$")
@@ -42,6 +43,8 @@ MARK = re.compile(r"\\(?:textbf|underline)\{([^{}]*)\}")  # the best (bold) and 
 def derived_refs(text: str) -> list[tuple[str, list[tuple[str, str]], str]]:
     """(op, [(ref a, ref b)], printed text) of every \\jsdrop ("drop"), \\jsmeandrop and \\jsmeanrel."""
     found = [("drop", [(a, b)], printed) for a, b, printed in JSDROP.findall(text)]
+    # a codec-study rate (report/rates.py): its refs travel as one tuple, the op with them
+    found += [(f"rate|{op}", [tuple(refs.split(","))], printed) for op, refs, printed in JSRATE.findall(text)]
     return found + [(f"mean{kind}", [tuple(pair.split("-")) for pair in pairs.split(",")], printed)
                     for kind, pairs, printed in JSMEAN.findall(text)]
 
@@ -55,7 +58,7 @@ def table_refs(text: str) -> tuple[list[tuple[str, str, str | None]], list[str]]
     untraced = []
     bodies = re.findall(r"\\begin\{(?:tabular|longtable)\}(.*?)\\end\{(?:tabular|longtable)\}", text, re.DOTALL)
     for line in "\n".join(bodies).splitlines():
-        line = JSMEAN.sub("", JSDROP.sub("", JSDOC.sub("", JSREC.sub("", COMMENT.split(line)[0]))))
+        line = JSRATE.sub("", JSMEAN.sub("", JSDROP.sub("", JSDOC.sub("", JSREC.sub("", COMMENT.split(line)[0])))))
         line = MARK.sub(r"\1", line)  # a typed number in bold is still a typed number
         untraced += [c.strip() for c in line.rstrip("\\ ").split("&")[1:] if NUMBER_CELL.match(c)]
     return refs, untraced
@@ -184,6 +187,17 @@ def check_derived(op: str, pairs: list[tuple[str, str]], printed: str, rows: dic
             print(f"ALTERED  {ref}: {row['source']} holds a row whose content no longer gives this id")
     if not ok:
         return False
+    if op.startswith("rate|"):  # a codec-study rate: recomputed from the rows (metric and bits per pixel)
+        from jpegstudy.report import rates
+
+        refs = pairs[0]
+        value = rates.rate_op(op.removeprefix("rate|"), [rows[r.split("/")[0]] for r in refs], refs[0].split("/")[1])
+        if printed != value:
+            print(f"MISMATCH {printed} printed, {value} is the {op} of {', '.join(refs)}")
+            return False
+        if verbose:
+            print(f"{value:>8} {op} of {len(refs)} rows (metric and bits per pixel)")
+        return True
     value = fmt(derived(op, [tuple(_value(rows, ref) for ref in pair) for pair in pairs]))
     if printed != value:
         print(f"MISMATCH {printed} printed, {value} is the {op} of {', '.join('-'.join(p) for p in pairs)}")

@@ -78,8 +78,30 @@ def cmd_compress(a) -> None:
     from jpegstudy import compress
 
     m = compress.compress_split(a.manifest, a.quality, Path(a.out).parent, manifest_name=Path(a.out).name,
-                                workers=a.workers)
-    print(f"{a.out}: {len(m.images)} images at quality {a.quality}")
+                                workers=a.workers, codec=a.codec, codec_weights=_by_quality(a.codec_weights))
+    print(f"{a.out}: {len(m.images)} images, {a.codec} at quality {a.quality}, "
+          f"{m.source['bits_per_pixel']:.4f} bits per pixel on average")
+
+
+def cmd_train_codec(a) -> None:
+    import torch
+
+    from jpegstudy.codecs import learned
+    from jpegstudy.data import manifest as manifests
+    from jpegstudy.train import loop
+
+    torch.set_num_threads(a.threads)
+    p = _json(a.params)
+    learned.train_learned(manifests.read(a.train), quality=a.quality, n=p["N"], m=p["M"], epochs=p["epochs"],
+                          batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"], out=a.out)
+    loop.finish(a.out)
+
+
+def cmd_resolve_codec(a) -> None:
+    from jpegstudy.codecs import learned
+
+    learned.resolve_published(a.weights, a.quality, a.out)
+    print(f"{a.out}: CompressAI's bmshj2018-factorized quality {a.quality} from {a.weights}")
 
 
 def cmd_train_reference(a) -> None:
@@ -317,7 +339,7 @@ def cmd_evaluate(a) -> None:
         task=a.task, model_name=a.model, reference=a.reference, clean=a.clean, compressed=compressed,
         params=_json(a.params), rule=a.rule, batch_size=a.batch_size, workers=a.workers, device=a.device,
         mitigation=a.mitigation, corrector_files=_by_quality(a.corrector), confidence=_confidence(_json(a.params)),
-        proposals=a.proposals)
+        proposals=a.proposals, codec=a.codec, clean_set=not a.no_clean)
     predictions = result.pop("predictions")
     if a.predictions:
         with atomic.output_dir(a.predictions) as tmp:
@@ -337,7 +359,25 @@ def _training(a, p: dict) -> dict:
 
 
 def _corrector_training(a, p: dict) -> dict:
-    return {**_training(a, p), "images_per_epoch": p.get("images_per_epoch")}
+    return {**_training(a, p), "images_per_epoch": p.get("images_per_epoch"), "degradation": _degradation(a)}
+
+
+def _degradation(a):
+    """The on-the-fly compression of a trainer's --codec (JPEG, the paper's, unless the codec study asks)."""
+    from jpegstudy import codecs
+    from jpegstudy.correction import inputs
+
+    if a.codec == "jpeg" and a.codec_range is None:
+        return inputs.JPEG
+    codec = codecs.get(a.codec, _by_quality(a.codec_weights))
+    low, high = a.codec_range or inputs.QUALITY_RANGE
+    codec.check_quality(low), codec.check_quality(high)
+    if low > high:
+        raise ValueError(f"--codec-range {low} {high}: the low end is above the high one")
+    choices = tuple(q for q in sorted(codec.weights) if low <= q <= high) if a.codec == codecs.LEARNED else None
+    if choices == ():
+        raise ValueError(f"--codec-range {low} {high}: the learned codec has no network in it")
+    return inputs.Degradation(None if a.codec == "jpeg" else codec, (low, high), a.codec, choices)
 
 
 def cmd_frequency_stats(a) -> None:
@@ -485,7 +525,8 @@ def cmd_finetune(a) -> None:
     model, meta = t.load_reference(a.reference, *extra)
     t.check_eval_set(train, meta, a.train, a.reference)
     model = finetune.train(model, meta["transform"], train, task=a.task, lr=p["lr"], lr_min=p["lr_min"],
-                           momentum=p["momentum"], weight_decay=p["weight_decay"], **kwargs)
+                           momentum=p["momentum"], weight_decay=p["weight_decay"], degradation=_degradation(a),
+                           **kwargs)
     t.save_finetuned(a.out, meta, source=a.reference, state_dict=model.state_dict())
     loop.finish(a.out)
 
@@ -555,6 +596,16 @@ def cmd_figure(a) -> None:
          "model": figures.model_figure, "throughput": figures.throughput_figure,
          "drop-tasks": across.drop_tasks_figure, "mitigation-tasks": across.mitigation_tasks_figure,
          "multihead": across.multihead_figure}[a.kind](a.metrics, a.out, p)
+
+
+def cmd_rates(a) -> None:
+    from jpegstudy.report import rates
+
+    p = _json(a.params)
+    if a.kind == "table":
+        rates.table(a.metrics, a.out[0], p)
+    else:
+        (rates.rate_figure if a.kind == "rate" else rates.rate_mitigation_figure)(a.metrics, a.out, p)
 
 
 def cmd_findings(a) -> None:
@@ -705,12 +756,30 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_prepare_imagenet)
 
-    s = sub.add_parser("compress", help="JPEG-compress every image of a split at one quality, full resolution")
+    s = sub.add_parser("compress", help="compress every image of a split at one quality, full resolution (JPEG,"
+                                        " or another codec)")
     s.add_argument("--manifest", required=True)
     s.add_argument("--quality", required=True)
+    s.add_argument("--codec", default="jpeg", help="jpeg (default), webp, jpeg2000, avif, heif, jxl or learned")
+    s.add_argument("--codec-weights", nargs="*", default=[], metavar="Q=FILE",
+                   help="the learned codec's network of each quality")
     s.add_argument("--workers", type=int, default=1, help="processes encoding in parallel")
-    s.add_argument("--out", required=True, help="the manifest to write; the JPEGs go in its folder")
+    s.add_argument("--out", required=True, help="the manifest to write; the files go in its folder")
     s.set_defaults(func=cmd_compress)
+
+    s = sub.add_parser("train-codec", help="train the learned codec (CompressAI's factorized prior) at one quality")
+    s.add_argument("--train", required=True, help="manifest of the (lossless) training split")
+    s.add_argument("--quality", required=True, type=int, help="CompressAI's quality index (its lambda), 1-8")
+    s.add_argument("--params", required=True, help="JSON: N, M, epochs, batch_size, lr, seed")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_train_codec)
+
+    s = sub.add_parser("resolve-codec", help="CompressAI's published bmshj2018-factorized weights as a codec file")
+    s.add_argument("--weights", required=True, help="the published state_dict (.pth.tar) of that quality")
+    s.add_argument("--quality", required=True, type=int)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_resolve_codec)
 
     s = sub.add_parser("train-reference", help="train a classifier from scratch on a training split")
     s.add_argument("--arch", required=True, help=ARCH_HELP)
@@ -836,6 +905,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--predictions", help="a folder to write the predictions on each set in (clean.json, q10.json, ...)")
     s.add_argument("--proposals", help="a Fast R-CNN's: the clean split's proposals file, used at every quality")
+    s.add_argument("--codec", default="jpeg", help="the codec of the compressed sets (recorded in every row)")
+    s.add_argument("--no-clean", action="store_true", help="score the compressed sets only (the codec study)")
     s.set_defaults(func=cmd_evaluate)
 
     def trainer(name: str, help: str, func):
@@ -845,6 +916,11 @@ def parser() -> argparse.ArgumentParser:
         t.add_argument("--threads", type=int, default=1)
         t.add_argument("--device", default="auto")
         t.add_argument("--out", required=True)
+        t.add_argument("--codec", default="jpeg", help="the codec training images are compressed with on the fly")
+        t.add_argument("--codec-range", nargs=2, type=int, metavar=("LOW", "HIGH"),
+                       help="its qualities, drawn uniformly per image (JPEG: 10 90, the paper's)")
+        t.add_argument("--codec-weights", nargs="*", default=[], metavar="Q=FILE",
+                       help="the learned codec's network of each quality")
         t.set_defaults(func=func)
         return t
 
@@ -947,6 +1023,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--params", default="", help="JSON plotting options (width, height, dpi, field; quality)")
     s.add_argument("--out", required=True, nargs="+", help="output files: .pdf and/or .png")
     s.set_defaults(func=cmd_figure)
+
+    s = sub.add_parser("rates", help="the codec study: a task's metric against bits per pixel (a curve per codec, or"
+                       " each mitigation a panel per codec), or the bitrate table (within a margin, BD-rate)")
+    s.add_argument("--kind", required=True, choices=["rate", "rate-mitigation", "table"])
+    s.add_argument("metrics", nargs="+")
+    s.add_argument("--params", default="", help="JSON: figure size, dpi, confidence; the table's within margin")
+    s.add_argument("--out", nargs="+", required=True, help="a figure's .pdf and .png, or the table's .tex")
+    s.set_defaults(func=cmd_rates)
 
     s = sub.add_parser("findings", help="the findings page: the paper's three claims against the study's numbers")
     s.add_argument("metrics", nargs="+", help="the metric files of every task in the study")

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from jpegstudy import paths, resources
+from jpegstudy import codec_study, paths, resources
 from jpegstudy.data.imagenet import devkit_meta
 from jpegstudy.errors import ModelError
 from jpegstudy.tasks import TASKS
@@ -100,6 +100,10 @@ def check_semantics(config: dict) -> None:
     if "forensics" in config:
         check_forensics(config)
     check_mitigations(config)
+    try:
+        codec_study.check(config)
+    except codec_study.CodecConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
 CLASSIFICATION_KINDS = ("embedded", "imagenet")

@@ -24,7 +24,7 @@ from jpegstudy import cpu, provenance, tasks
 from jpegstudy.correction import corrector as correctors
 from jpegstudy.correction import inputs
 from jpegstudy.data import manifest as manifests
-from jpegstudy.data.images import verified_bytes
+from jpegstudy.data.images import decode_rgb, verified_bytes
 from jpegstudy.data.loader import loader
 from jpegstudy.devices import autocast, device_name, pick_device, pin_memory
 
@@ -44,11 +44,15 @@ class _Files(torch.utils.data.Dataset):
         return verified_bytes(self.manifest.path_of(i), entry.get("sha256")), self.target(entry)
 
 
-def corrected_images(corrector, files: list[bytes], device) -> list[Image.Image]:
-    """The corrector's output for each JPEG file, rounded to an 8-bit RGB image (what a corrector hands on is an
-    image), in the order of `files`."""
+def corrected_images(corrector, files: list[bytes], device, codec: str = "jpeg") -> list[Image.Image]:
+    """The corrector's output for each JPEG file (or another codec's decode: pixels only), rounded to an 8-bit RGB
+    image (what a corrector hands on is an image), in the order of `files`."""
     out = [None] * len(files)
-    for idx, batch in inputs.from_files(list(files)):
+    if codec == "jpeg":
+        batches = inputs.from_files(list(files))
+    else:
+        batches = inputs.from_pixels([decode_rgb(data, f"{codec} file {i}") for i, data in enumerate(files)])
+    for idx, batch in batches:
         # (float: under half-precision autocast its output is half, and 8-bit rounding wants the full value)
         rgb = corrector(batch.to(device)).float().mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         for i, image in zip(idx, rgb):
@@ -57,12 +61,13 @@ def corrected_images(corrector, files: list[bytes], device) -> list[Image.Image]
 
 
 def _corrected_batches(task, manifest, corrector, transform, device, batch_size: int, workers: int):
-    """Batches of (model input, targets): each JPEG corrected (corrected_images), then put through the model's own
-    transform."""
+    """Batches of (model input, targets): each JPEG (or other codec's file) corrected (corrected_images), then put
+    through the model's own transform."""
     files = torch.utils.data.DataLoader(_Files(manifest, task.target_of), batch_size=batch_size,
                                         num_workers=workers, collate_fn=lambda items: list(zip(*items)))
+    codec = manifest.source.get("codec_name", "jpeg")
     for data, targets in files:
-        images = corrected_images(corrector, list(data), device)
+        images = corrected_images(corrector, list(data), device, codec)
         yield task.collate([(transform(image), target) for image, target in zip(images, targets)])
 
 
@@ -97,13 +102,15 @@ def _load_correctors(files: dict, dev) -> dict:
 def evaluate(*, task: str = "classification", model_name: str, reference: str, clean: str,
              compressed: dict[int, str], params: dict, rule: str, batch_size: int, workers: int, device: str = "auto",
              mitigation: str = "none", corrector_files: dict | None = None, confidence: dict | None = None,
-             proposals: str | None = None) -> dict:
+             proposals: str | None = None, codec: str = "jpeg", clean_set: bool = True) -> dict:
     """One metric file's content: `task`'s fields on the clean set and on each compressed one, for one model and
     mitigation. `corrector_files`: {None: file} for one corrector in front of every quality, or {quality: file} for
     quality-aware ones (then only those qualities are evaluated). `confidence`: level, resamples and seed of the
     bootstrap intervals. `proposals`: a Fast R-CNN's proposals file of the clean set's images, used at every
     quality (as Detectron2's shipped proposals, made on the original images). `params` is the config the rows
-    record; its precision (fp32 when absent) is what the networks run at."""
+    record; its precision (fp32 when absent) is what the networks run at. `codec`: the codec of the compressed sets
+    (each row records it, and each compressed set's mean bits per pixel); `clean_set`: False scores only the
+    compressed sets (the codec study: the clean reference is the JPEG study's)."""
     dev = pick_device(device)
     precision = params.get("precision", "fp32")
     t = tasks.get(task)
@@ -124,18 +131,21 @@ def evaluate(*, task: str = "classification", model_name: str, reference: str, c
             raise ValueError(f"{mitigation}: correctors for Q={missing} but no compressed set at that quality")
         compressed = {q: p for q, p in compressed.items() if q in corrector_by_quality}
     rows, predictions = [], {}
-    for quality, path in [(None, clean)] + sorted(compressed.items()):
+    for quality, path in [(None, clean)] * clean_set + sorted(compressed.items()):
         m = manifests.read(path)
         t.check_eval_set(m, meta, path, reference)
+        if quality is not None and m.source.get("codec_name", "jpeg") != codec:
+            raise ValueError(f"{path}: a {m.source.get('codec_name', 'jpeg')} set, not {codec}")
         corrector, corrector_input = (None, {}) if quality is None else corrector_by_quality.get(
             quality, corrector_by_quality.get(None, (None, {})))
         start = time.perf_counter()
-        label = "clean" if quality is None else f"Q={quality}"
+        label = "clean" if quality is None else f"Q={quality}" if codec == "jpeg" else f"{codec} q={quality}"
         scores = task_scores(t, model, m, transform, dev, batch_size, workers, f"{model_name} {label}", corrector,
                              confidence, precision)
         predictions["clean" if quality is None else f"q{quality}"] = scores.pop("predictions")
         row = {"task": task, "model": model_name, "mitigation": mitigation, "dataset": m.dataset,
-               "quality": quality, **scores}
+               "codec": codec, "quality": quality,
+               "bits_per_pixel": None if quality is None else m.source.get("bits_per_pixel"), **scores}
         used = {**weights, **provenance.file_inputs({"manifest": path}), **corrector_input}
         row["provenance"] = provenance.record(inputs=used, params=params, rule=rule,
                                               wall_time_s=time.perf_counter() - start, device=device_name(dev),
@@ -146,4 +156,5 @@ def evaluate(*, task: str = "classification", model_name: str, reference: str, c
         print(f"{model_name} {mitigation} {label}: {what} {scores[field]:.2f} "
               f"[{scores[f'{field}_low']:.2f}, {scores[f'{field}_high']:.2f}] ({scores['n_images']} images)",
               flush=True)
-    return {"task": task, "model": model_name, "mitigation": mitigation, "rows": rows, "predictions": predictions}
+    out = {"task": task, "model": model_name, "mitigation": mitigation}
+    return {**out, **({"codec": codec} if codec != "jpeg" else {}), "rows": rows, "predictions": predictions}

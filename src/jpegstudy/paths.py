@@ -104,6 +104,32 @@ def study_pdf() -> str:
     return f"{REPORTS}/study.pdf"
 
 
-
 def report_file(name: str) -> str:
     return f"{REPORTS}/{name}"
+
+
+# --- the codec study (codec_study.py): other codecs beside JPEG, on a bits-per-pixel axis ---
+
+def codec_network(quality: int | str) -> str:
+    """The learned codec's network of one quality (codecs/learned.py)."""
+    return f"{RESULTS}/models/codecs/learned/q{quality}.pt"
+
+
+def codec_finetuned(task: str, model: str, codec: str) -> str:
+    """A task model fine-tuned on training images compressed by `codec` (JPEG's is finetuned())."""
+    return f"{RESULTS}/models/{task}/{model}/finetune-{codec}.pt"
+
+
+def pixel_corrector(codec: str, task: str | None = None, model: str | None = None) -> str:
+    """The codec study's pixel-domain corrector (ARCNN, one network over the codec's qualities) trained on `codec`:
+    off the shelf, or task-targeted on one task model."""
+    where = f"{RESULTS}/models/correction/pixel/{codec}"
+    return f"{where}/offtheshelf.pt" if task is None else f"{where}/ttac/{task}-{model}.pt"
+
+
+def codec_metrics(codec: str, task: str, model: str, mitigation: str) -> str:
+    return f"{RESULTS}/metrics/codecs/{codec}/{task}/{model}/{mitigation}.json"
+
+
+def codec_predictions(codec: str, task: str, model: str, mitigation: str) -> str:
+    return f"{RESULTS}/predictions/codecs/{codec}/{task}/{model}/{mitigation}"

@@ -47,6 +47,9 @@ class Corrector(torch.nn.Module):
         c = batch.coefficients
         if self.network == "arcnn":
             return self.net(batch.rgb).clamp(0, 1)
+        if c is None:  # another codec's decode (correction/inputs.py)
+            raise ModelError(f"{self.network} reads JPEG coefficients and quantization tables; a non-JPEG image has "
+                             "none (the codec study corrects with ARCNN, in the pixel domain)")
         if self.network == "idcn":
             return self.net(batch.rgb, c.qy / 255, c.qc / 255).clamp(0, 1)
         stats = self.stats.to(c.y.device)

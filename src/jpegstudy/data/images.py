@@ -48,15 +48,27 @@ def verified_bytes(path: str | os.PathLike, sha256: str | None = None) -> bytes:
 def decode_rgb(data: bytes, path: str | os.PathLike) -> Image.Image:
     """Decode a file's bytes to RGB; `path` names it in errors."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()  # decode now, so a truncated file fails here and not inside a model's transform
-            return to_rgb(im)
+        try:
+            return _decode(data)
+        except UnidentifiedImageError:
+            from jpegstudy.codecs.pillow_codecs import register_openers
+
+            # HEIF and JPEG XL files (codecs/): Pillow knows them once their plug-ins are registered, on first need.
+            if not register_openers():
+                raise
+            return _decode(data)
     except UnidentifiedImageError:
         what = "empty file (0 bytes)" if not data else "not an image Pillow can read"
         raise BadImageError(f"{path}: {what}") from None
     except (OSError, SyntaxError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise BadImageError(f"{path}: cannot decode image ({reason})") from None
+
+
+def _decode(data: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()  # decode now, so a truncated file fails here and not inside a model's transform
+        return to_rgb(im)
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

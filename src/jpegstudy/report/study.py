@@ -60,6 +60,14 @@ FIGURES = {
                           "the generator's upsampling",
     "throughput": "Throughput of each model alone and with each corrector (Figure 19)",
 }
+# The codec study's (report/rates.py; names as codec_study.figure_name, _classification dropped as for every figure)
+for _task, _what in (("classification", "top-1 accuracy"), ("detection", "box mAP"), ("segmentation", "mIoU"),
+                     ("forensics", "real/fake accuracy")):
+    _name = "" if _task == "classification" else f"_{_task}"
+    FIGURES[f"bpp{_name}"] = (f"{_task.capitalize()}: {_what} against bits per pixel, a curve per codec, without "
+                              "mitigation; shaded: bootstrap intervals, dashed: clean")
+    FIGURES[f"bpp_mitigations{_name}"] = (f"{_task.capitalize()}: {_what} against bits per pixel with each "
+                                          "mitigation, a panel per codec")
 
 
 PIECE_MARK = re.compile(r"jpegstudy piece: (\S*)$")

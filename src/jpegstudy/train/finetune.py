@@ -24,7 +24,9 @@ def to_device(targets, device):
 
 def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, out, epochs: int, batch_size: int,
           lr: float, lr_min: float, momentum: float, weight_decay: float, seed: int, crop: int | None = None,
-          workers: int = 0, device: str = "cpu", task: str = "classification") -> torch.nn.Module:
+          workers: int = 0, device: str = "cpu", task: str = "classification",
+          degradation: inputs.Degradation = inputs.JPEG) -> torch.nn.Module:
+    """`degradation`: the codec the training images are compressed with (JPEG unless the codec study says)."""
     t = tasks.get(task)
     dev = pick_device(device)
     torch.manual_seed(seed)
@@ -38,14 +40,14 @@ def train(model: torch.nn.Module, transform_spec: dict, manifest: Manifest, *, o
         # A Fast R-CNN's precomputed proposals travel in the targets, so that flips move them with the image.
         for images, labels in training.batches(manifest, batch_size=batch_size, generator=generator, crop=crop,
                                                workers=workers, proposals=getattr(model, "proposals", None)):
-            x = inputs.decoded(images, inputs.draw_qualities(len(images), generator)).to(dev)
+            x = degradation.decoded(images, degradation.qualities(len(images), generator)).to(dev)
             loss = t.finetune_loss(model, transform(x), to_device(labels, dev))
             total, steps = total + loop.step(loss, optimizer, schedule), steps + 1
-        return f"mean {task} loss on JPEGs {total / max(steps, 1):.4f}"
+        return f"mean {task} loss on {degradation.name} images {total / max(steps, 1):.4f}"
 
     settings = {"what": "finetune", "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_min": lr_min,
                 "momentum": momentum, "weight_decay": weight_decay, "seed": seed, "crop": crop,
-                "images": len(manifest.images), "transform": transform_spec}
+                "images": len(manifest.images), "transform": transform_spec, **degradation.settings()}
     loop.run_epochs(out, epochs=epochs, seed=seed, settings=settings,
                     states={"model": model, "optimizer": optimizer, "schedule": schedule}, epoch_fn=epoch)
     return model.cpu().eval()

@@ -29,11 +29,13 @@ def pixel_loss(network: str, restored: torch.Tensor, original: torch.Tensor) -> 
     return torch.nn.functional.mse_loss(restored, original)
 
 
-def qualities_for(corrector: Corrector, n: int, generator: torch.Generator) -> list[int]:
-    """A quality-aware corrector sees its own quality only; QGAC one drawn per image from [10, 90]."""
+def qualities_for(corrector: Corrector, n: int, generator: torch.Generator,
+                  degradation: inputs.Degradation = inputs.JPEG) -> list[int]:
+    """A quality-aware corrector sees its own quality only; QGAC one drawn per image from [10, 90] (a codec's
+    corrector, from that codec's range)."""
     if corrector.quality is not None:
         return [corrector.quality] * n
-    return inputs.draw_qualities(n, generator)
+    return degradation.qualities(n, generator)
 
 
 @dataclass(frozen=True)
@@ -53,15 +55,16 @@ class Stream:
 
 def fit(corrector: Corrector, manifest: Manifest, loss_fn, *, what: str, out, epochs: int, batch_size: int,
         lr: float, lr_min: float, seed: int, crop: int | None = None, workers: int = 0,
-        images_per_epoch: int | None = None, device: str = "cpu") -> Corrector:
+        images_per_epoch: int | None = None, device: str = "cpu",
+        degradation: inputs.Degradation = inputs.JPEG) -> Corrector:
     """Adam with cosine annealing on the corrector, resumable per epoch; `loss_fn(images, jpeg_batch)` (uint8
     originals and their JPEGs, on the device) is what `what` (offtheshelf, ttac) minimises. fit_streams with one
     stream (its settings, and so its resume checkpoints, as before there were several)."""
     stream = Stream(manifest, loss_fn, batch_size, crop, images_per_epoch)
     data = {"batch_size": batch_size, "crop": crop, "images": len(manifest.images),
-            "images_per_epoch": images_per_epoch}
+            "images_per_epoch": images_per_epoch, **degradation.settings()}
     return fit_streams(corrector, [stream], what=what, out=out, epochs=epochs, lr=lr, lr_min=lr_min, seed=seed,
-                       workers=workers, device=device, data_settings=data)
+                       workers=workers, device=device, data_settings=data, degradation=degradation)
 
 
 def _endless(stream: Stream, generator: torch.Generator, workers: int):
@@ -73,7 +76,8 @@ def _endless(stream: Stream, generator: torch.Generator, workers: int):
 
 
 def fit_streams(corrector: Corrector, streams: list[Stream], *, what: str, out, epochs: int, lr: float,
-                lr_min: float, seed: int, data_settings: dict, workers: int = 0, device: str = "cpu") -> Corrector:
+                lr_min: float, seed: int, data_settings: dict, workers: int = 0, device: str = "cpu",
+                degradation: inputs.Degradation = inputs.JPEG) -> Corrector:
     """fit() on several training sets at once: each step takes one batch of every stream, sums their losses and
     makes one update. An epoch is as many steps as the stream with most; the shorter ones start again. All random
     choices come from the epoch's generator, the streams' in their order. `data_settings`: what of the streams
@@ -91,7 +95,8 @@ def fit_streams(corrector: Corrector, streams: list[Stream], *, what: str, out, 
         totals = [0.0] * len(streams)
         feeds = [_endless(s, generator, workers) for s in streams]
         for _step in range(steps):
-            losses = [_stream_loss(corrector, s, next(feed), generator, dev) for s, feed in zip(streams, feeds)]
+            losses = [_stream_loss(corrector, s, next(feed), generator, dev, degradation)
+                      for s, feed in zip(streams, feeds)]
             loop.step(sum(losses[1:], losses[0]), optimizer, schedule)  # one stream: its loss itself
             totals = [t + loss.item() for t, loss in zip(totals, losses)]
         return _epoch_line(f"{corrector.describe()} {what}", streams, [t / steps for t in totals])
@@ -104,10 +109,11 @@ def fit_streams(corrector: Corrector, streams: list[Stream], *, what: str, out, 
     return corrector.cpu().eval()
 
 
-def _stream_loss(corrector: Corrector, stream: Stream, item, generator: torch.Generator, dev) -> torch.Tensor:
+def _stream_loss(corrector: Corrector, stream: Stream, item, generator: torch.Generator, dev,
+                 degradation: inputs.Degradation) -> torch.Tensor:
     # The labels the loader yields are dropped here, unread: correctors are trained without any.
     images, _labels = item
-    batch = inputs.from_images(images, qualities_for(corrector, len(images), generator)).to(dev)
+    batch = degradation.batch(images, qualities_for(corrector, len(images), generator, degradation)).to(dev)
     return stream.loss_fn(images.to(dev), batch)
 
 
