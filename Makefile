@@ -4,6 +4,7 @@ PYTHON ?= python3
 CORES ?= all
 BIN := $(VENV)/bin
 MIT_SEMSEG := mit-semseg==1.0.0
+COMPRESSAI := compressai==1.2.8
 # Rules call the `jpegstudy` command, so the venv's bin comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -17,6 +18,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# CSAIL's mit-semseg without its requirements: its models need none beyond ours, and its opencv-python would
 	# overwrite opencv-python-headless's cv2 with a build that needs libGL (segmentation imports mit_semseg.models).
 	$(BIN)/pip install --quiet --no-deps $(MIT_SEMSEG)
+	# CompressAI (the codec study's learned codec) without its requirements: it pins numpy<2; pyproject.toml has
+	# the ones its models import (einops, pytorch-msssim, torch-geometric).
+	$(BIN)/pip install --quiet --no-deps $(COMPRESSAI)
 	touch $@
 
 # Before anything runs: the system packages (TeX, latexmk, tcmalloc, ...) installed, or one line saying which.

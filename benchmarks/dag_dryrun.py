@@ -44,8 +44,8 @@ def relocate(value, root: str):
 
 def relocated(value, root: str, key: str = "") -> list[tuple[str, Path]]:
     """(key, path) of every relocated path: files where the key names a rule's input file, else dataset folders."""
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in relocated(v, root, k)]
+    if isinstance(value, dict):  # a numbered entry ({quality: file}) is of its parent's key
+        return [p for k, v in value.items() for p in relocated(v, root, k if isinstance(k, str) else key)]
     if isinstance(value, list):
         return [p for v in value for p in relocated(v, root, key)]
     if isinstance(value, str) and value.startswith(root):

@@ -617,7 +617,8 @@ rule study_pdf:
     input:
         pieces=list(STUDY_PIECES.values()),
         metrics=ALL_METRICS + ALL_THROUGHPUT + dag.task_metrics(config, "detection")
-        + dag.task_metrics(config, "segmentation") + dag.task_metrics(config, "forensics"),
+        + dag.task_metrics(config, "segmentation") + dag.task_metrics(config, "forensics")
+        + codec_study.wanted(config),
         template=template("study.tex.j2"),
     output:
         pdf=report(paths.study_pdf(), caption="captions/study_pdf.rst", category="Study PDF"),

@@ -49,4 +49,8 @@ def test_the_paper_config_plans_the_whole_study_with_its_datasets_present(tmp_pa
     assert counts["resolve_model"] == "9" and counts["resolve_detector"] == "3" and counts["resolve_segmenter"] == "7"
     assert counts["compress"] == "36" and counts["finetune"] == "21" and counts["train_ttac"] == "21"
     assert counts["resolve_qgac"] == "1" and "train_offtheshelf_qgac" not in counts
+    # the codec study: CompressAI's six published networks, 6 codecs x 6 qualities of 4 datasets, every model on every
+    # codec with 5 mitigations (and the JPEG-trained pixel corrector on JPEG)
+    assert counts["resolve_codec"] == "6" and "train_codec" not in counts and counts["compress_codec"] == "144"
+    assert counts["evaluate_codec"] == str(21 * (6 * 5 + 1)) and counts["finetune_codec"] == str(21 * 6)
     assert int(counts["evaluate"]) > 100 and int(counts["total"]) > 300

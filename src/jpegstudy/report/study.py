@@ -211,7 +211,8 @@ def render(pieces: dict[str, str], rows: list[dict], title: str) -> str:
         title=title, pieces=by_kind, figure_titles=FIGURES, records_key=PDF_RECORDS_KEY,
         records=" ".join(sorted(set(refs))), figures=figure_listing, documented=documented,
         groups=provenance_groups([r for r in rows if r["id"] in ids]), file_name=lambda p: Path(p).name,
-        tide_plots=_tide_plots(by_kind["tide"]))
+        tide_plots=_tide_plots(by_kind["tide"]),
+        codec_figures=[k for k in by_kind["figure"] if k == "bpp" or k.startswith("bpp_")])
     return tex
 
 
