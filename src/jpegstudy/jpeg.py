@@ -20,16 +20,14 @@ import numpy as np
 import torch
 from PIL import Image, features
 
+from jpegstudy.codecs.base import as_integer
+
 MIN_QUALITY, MAX_QUALITY = 1, 100
 
 
 def check_quality(quality) -> int:
     """Return `quality` as an int, or raise a one-line ValueError naming it."""
-    q = None
-    if isinstance(quality, int) and not isinstance(quality, bool):
-        q = quality
-    elif isinstance(quality, str) and quality.strip().isdigit():
-        q = int(quality)
+    q = as_integer(quality)
     if q is None or not MIN_QUALITY <= q <= MAX_QUALITY:
         raise ValueError(f"JPEG quality must be an integer in [{MIN_QUALITY}, {MAX_QUALITY}], got {quality!r}")
     return q

@@ -11,6 +11,15 @@ class CodecError(ValueError):
     """An unknown codec, a quality outside its range or its library missing: one line naming it."""
 
 
+def as_integer(value) -> int | None:
+    """A quality as written in a config or on a command line (an int, or a string of digits), else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
 def bits_per_pixel(n_bytes: int, width: int, height: int) -> float:
     """The rate of a file: its bytes x 8 over the image's pixels (every byte counted: headers are paid for too)."""
     return n_bytes * 8 / (width * height)
@@ -27,11 +36,7 @@ class Codec:
 
     def check_quality(self, quality) -> int:
         low, high = self.quality_range
-        q = None
-        if isinstance(quality, int) and not isinstance(quality, bool):
-            q = quality
-        elif isinstance(quality, str) and quality.strip().isdigit():
-            q = int(quality)
+        q = as_integer(quality)
         if q is None or not low <= q <= high:
             raise CodecError(f"{self.name} quality must be an integer in [{low}, {high}] ({self.quality_meaning}),"
                              f" got {quality!r}")

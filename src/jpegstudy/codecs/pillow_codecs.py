@@ -92,6 +92,11 @@ class JpegCodec(_PillowCodec):
     quality_range = (1, 100)  # jpeg.MIN_QUALITY, jpeg.MAX_QUALITY (jpeg.py imports torch; this module does not)
     quality_meaning = "IJG quality"
 
+    def check_quality(self, quality) -> int:
+        from jpegstudy import jpeg
+
+        return jpeg.check_quality(quality)  # its message, as every JPEG set has given it
+
     def encode(self, image: Image.Image, quality: int) -> bytes:
         from jpegstudy import jpeg
 
