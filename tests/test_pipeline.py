@@ -369,12 +369,13 @@ def test_a_plotting_option_reruns_only_plotting(smoke_copy):
 
 def test_study_pdf_is_ordered_as_the_paper(smoke_runs):
     """Findings first, the results across tasks (Figures 1, 3, 4, Table 1, Figure 5, Figure 7, Table 5, Figure 8),
-    each task's own figures, then appendices A-F."""
+    each task's own figures, the codec study (after the paper's sections: its closing question), then appendices
+    A-F."""
     tex = (smoke_runs[0] / "reports/study.tex").read_text()
     sections = re.findall(r"^\\(section\{[^}]*\}|appendix)", tex, re.MULTILINE)
     assert sections == [f"section{{{s}}}" if s != "appendix" else s for s in (
         "Findings", "Results across tasks", "Classification", "Detection and instance segmentation",
-        "Semantic segmentation", "GAN-image forensics", "appendix", "GradCAM", "TIDE", "Qualitative results",
+        "Semantic segmentation", "GAN-image forensics", "Beyond JPEG", "appendix", "GradCAM", "TIDE", "Qualitative results",
         "Per-model results", "Throughput", "Provenance")]
     body = tex[tex.index(r"\section{Results across tasks}"):tex.index(r"\section{Classification}")]
     shown = re.findall(r"\\(?:includegraphics\[[^]]*\]|input)\{([\w.-]+)\}", body)
@@ -382,3 +383,6 @@ def test_study_pdf_is_ordered_as_the_paper(smoke_runs):
                      "table-ac-comparison.tex", "example-detection.pdf", "example-segmentation.pdf",
                      "figure-transfer.pdf", "figure-transfer-detection.pdf", "figure-transfer-segmentation.pdf",
                      "table-transfer.tex", "figure-multihead.pdf"]  # the pieces' names in the build folder
+    codecs = tex[tex.index(r"\section{Beyond JPEG}"):tex.index(r"\appendix")]
+    assert re.findall(r"\\(?:includegraphics\[[^]]*\]|input)\{([\w.-]+)\}", codecs) == [
+        "figure-bpp.pdf", "figure-bpp-mitigations.pdf", "figure-bpp-detection.pdf", "table-codecs.tex"]

@@ -37,9 +37,16 @@ def study_tasks(config: dict) -> dict[str, dict]:
     if not formats(config):
         return {}
     wanted = config.get("codecs", {}).get("tasks", {})
-    return {task: {"models": spec.get("models") or list(config[task]["models"]),
+    return {task: {"models": _models(config, task, spec.get("models")),
                    "mitigations": list(spec.get("mitigations", []))}
             for task, spec in wanted.items() if task in config}
+
+
+def _models(config: dict, task: str, models) -> list[str]:
+    """A codec task's models: those listed, every one (all), or the task's first (none given)."""
+    if models == "all":
+        return list(config[task]["models"])
+    return list(models) if models else list(config[task]["models"])[:1]
 
 
 def mitigations(config: dict, task: str) -> list[str]:
@@ -81,7 +88,8 @@ def check(config: dict) -> None:
     for task, spec in config.get("codecs", {}).get("tasks", {}).items():
         if task not in config:
             continue  # a task not in this study is simply not in its codec study either
-        for model in spec.get("models") or []:
+        listed = spec.get("models")
+        for model in listed if isinstance(listed, list) else []:
             if model not in config[task]["models"]:
                 raise CodecConfigError(f"config codecs.tasks.{task}.models: {model!r} is not one of {task}.models "
                                        f"({', '.join(config[task]['models'])})")
