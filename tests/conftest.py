@@ -34,7 +34,8 @@ def run_snakemake(workdir, *args, config=None, quiet=True):
     if config is None:
         shutil.copy(REPO / "config" / "smoke.yaml", workdir / "config.yaml")
     else:
-        (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+        # in the config's own key order: models are in config order, and a codec study takes each task's first
+        (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     # -q last: it takes optional values, so a target after it would be read as one
     return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args,
                            *(["-q"] if quiet else [])], capture_output=True, text=True)
@@ -62,6 +63,11 @@ REPEATED = (
     "results/models/forensics/generator/fakes.pt", "results/models/forensics/wang/reference.pt",
     "results/models/forensics/chai/finetune.pt", "results/models/correction/qgac/ttac/forensics-chai.pt",
     "results/predictions/forensics/chai/ttac/q10.json",
+    # the codec study: the learned codec's training and entropy coding, a codec set, its corrector and fine-tuning
+    "results/models/codecs/learned/q1.pt", "results/data/embedded/val-learned-q1/manifest.json",
+    "results/data/scenes/val-webp-q10/manifest.json", "results/models/correction/pixel/webp/ttac/classification-resnet18.pt",
+    "results/models/classification/resnet18/finetune-learned.pt",
+    "results/metrics/codecs/webp/classification/resnet18/transfer.json",
     *(f"reports/appendix/{kind}_classification_{model}.{ext}" for kind in ("gradcam", "qualitative")
       for model in ("resnet18", "mobilenet_v2") for ext in ("pdf", "png")),
 )
