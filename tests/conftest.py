@@ -65,7 +65,8 @@ REPEATED = (
     "results/predictions/forensics/chai/ttac/q10.json",
     # the codec study: the learned codec's training and entropy coding, a codec set, its corrector and fine-tuning
     "results/models/codecs/learned/q1.pt", "results/data/embedded/val-learned-q1/manifest.json",
-    "results/data/scenes/val-webp-q10/manifest.json", "results/models/correction/pixel/webp/ttac/classification-resnet18.pt",
+    "results/data/scenes/val-webp-q10/manifest.json",
+    "results/models/correction/pixel/webp/ttac/classification-resnet18.pt",
     "results/models/classification/resnet18/finetune-learned.pt",
     "results/metrics/codecs/webp/classification/resnet18/transfer.json",
     *(f"reports/appendix/{kind}_classification_{model}.{ext}" for kind in ("gradcam", "qualitative")

@@ -375,8 +375,8 @@ def test_study_pdf_is_ordered_as_the_paper(smoke_runs):
     sections = re.findall(r"^\\(section\{[^}]*\}|appendix)", tex, re.MULTILINE)
     assert sections == [f"section{{{s}}}" if s != "appendix" else s for s in (
         "Findings", "Results across tasks", "Classification", "Detection and instance segmentation",
-        "Semantic segmentation", "GAN-image forensics", "Beyond JPEG", "appendix", "GradCAM", "TIDE", "Qualitative results",
-        "Per-model results", "Throughput", "Provenance")]
+        "Semantic segmentation", "GAN-image forensics", "Beyond JPEG", "appendix", "GradCAM", "TIDE",
+        "Qualitative results", "Per-model results", "Throughput", "Provenance")]
     body = tex[tex.index(r"\section{Results across tasks}"):tex.index(r"\section{Classification}")]
     shown = re.findall(r"\\(?:includegraphics\[[^]]*\]|input)\{([\w.-]+)\}", body)
     assert shown == ["figure-summary-tasks.pdf", "figure-drop-tasks.pdf", "figure-mitigation-tasks.pdf",

@@ -72,7 +72,8 @@ def check(config: dict) -> None:
         if name == "jpeg":
             raise CodecConfigError(f"{key}: JPEG is the study's own codec; its qualities are the top-level qualities")
         if name not in codecs.NAMES:
-            raise CodecConfigError(f"{key}: unknown codec {name!r}; known: {', '.join(n for n in codecs.NAMES if n != 'jpeg')}")
+            others = ", ".join(n for n in codecs.NAMES if n != "jpeg")
+            raise CodecConfigError(f"{key}: unknown codec {name!r}; known: {others}")
         low, high = codecs.quality_range(name)
         for what, values in (("qualities", section["qualities"]), ("train_range", section["train_range"])):
             bad = [q for q in values if not low <= q <= high]

@@ -81,7 +81,8 @@ def compress_split(manifest_path: str | Path, quality, out_dir: str | Path, mani
                   for name, im, f in zip(names, src.images, files)]
         rates = [f["bits_per_pixel"] for f in files]
         out = manifests.Manifest(
-            dataset=src.dataset, split=codecs.split_name(codec, q, src.split), root=".", classes=src.classes, images=images,
+            dataset=src.dataset, split=codecs.split_name(codec, q, src.split), root=".", classes=src.classes,
+            images=images,
             source={"manifest": str(manifest_path), "manifest_sha256": atomic.sha256_file(manifest_path),
                     "quality": q, "codec": _description(coder, q), "codec_name": codec, "encoder": coder.settings(),
                     "bits_per_pixel": sum(rates) / len(rates) if rates else None,

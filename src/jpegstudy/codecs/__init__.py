@@ -56,5 +56,5 @@ def split_name(codec: str, quality: int, base: str = "val") -> str:
     return f"{base}-q{quality}" if codec == "jpeg" else f"{base}-{codec}-q{quality}"
 
 
-__all__ = ["Codec", "CodecError", "NAMES", "LEARNED", "LEARNED_RANGE", "bits_per_pixel", "get", "known", "missing_library",
-           "quality_range", "split_name"]
+__all__ = ["Codec", "CodecError", "NAMES", "LEARNED", "LEARNED_RANGE", "bits_per_pixel", "get", "known",
+           "missing_library", "quality_range", "split_name"]

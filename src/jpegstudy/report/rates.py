@@ -141,10 +141,11 @@ Task & Model & Codec & Metric & bpp, {margin:g} pt & BD-rate (\\%) \\\\
 {body}
 \\bottomrule
 \\end{{tabular}}
-\\caption{{Beyond JPEG: the bits per pixel (bpp) each codec needs to stay within {margin:g} point(s) of the clean metric (interpolated
-in log-rate between the measured qualities; $\\leq$: already at the lowest rate measured; $>$: not even at the
-highest), and its Bj\\o{{}}ntegaard delta rate against JPEG at equal task metric (PCHIP fits of log-rate over the
-metric range both reach; negative: fewer bits than JPEG; n/a: the ranges do not overlap). No mitigation.}}
+\\caption{{Beyond JPEG: the bits per pixel (bpp) each codec needs to stay within {margin:g} point(s) of the clean
+metric (interpolated in log-rate between the measured qualities; $\\leq$: already at the lowest rate measured;
+$>$: not even at the highest), and its Bj\\o{{}}ntegaard delta rate against JPEG at equal task metric (PCHIP fits
+of log-rate over the metric range both reach; negative: fewer bits than JPEG; n/a: the ranges do not overlap).
+No mitigation.}}
 \\label{{tab:codecs}}
 \\end{{table}}
 """
