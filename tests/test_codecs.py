@@ -232,6 +232,7 @@ def test_evaluation_on_a_codec_set_records_codec_and_rate(tmp_path, one_thread):
     for row in result["rows"]:
         assert row["codec"] == "webp"
         assert row["bits_per_pixel"] == webp[row["quality"]].source["bits_per_pixel"]
+        assert row["provenance"]["config"]["encoder"]["options"] == {"method": 4, "lossless": False, "exact": False}
     with pytest.raises(ValueError, match="a webp set, not avif"):
         evaluate.evaluate(model_name="m", reference=str(reference), clean=str(src),
                           compressed={10: str(tmp_path / "webp10" / "manifest.json")}, params={}, rule="e",

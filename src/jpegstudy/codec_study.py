@@ -189,9 +189,11 @@ def evaluation_config(config: dict, w) -> str:
         used["qualities"] = config["qualities"]
     else:
         used[f"codecs.formats.{w.codec}"] = formats(config)[w.codec]
-    if w.mitigation != "none":
-        used["codecs.corrector" if w.mitigation != "finetune" else f"{w.task}.mitigate"] = (
-            config["codecs"]["corrector"] if w.mitigation != "finetune" else config[w.task]["mitigate"])
+    if w.mitigation == "finetune":
+        used[f"{w.task}.mitigate"] = config[w.task]["mitigate"]
+        used.update({f"codecs.finetune_{k}": v for k, v in _finetune_epochs(config).items()})
+    elif w.mitigation != "none":
+        used["codecs.corrector"] = config["codecs"]["corrector"]
     return json.dumps(used, sort_keys=True)
 
 
@@ -236,13 +238,18 @@ def trainer_params(config: dict, w, what: str) -> str:
     if what == "finetune":
         mitigate = config[w.task]["mitigate"]
         shared = {k: mitigate[k] for k in ("epochs", "batch_size", "workers", "crop") if k in mitigate}
-        settings = {**shared, **mitigate["finetune"]}
+        settings = {**shared, **mitigate["finetune"], **_finetune_epochs(config)}
     else:
         corrector = config["codecs"]["corrector"]
         settings = {"channels": corrector["channels"], **corrector["train"]}
         if what == "ttac":
             settings.update(corrector["ttac"])
     return json.dumps({"seed": config["seed"], **settings}, sort_keys=True)
+
+
+def _finetune_epochs(config: dict) -> dict:
+    epochs = config["codecs"].get("finetune_epochs")
+    return {} if epochs is None else {"epochs": epochs}
 
 
 def learned_train_params(config: dict) -> str:

@@ -147,9 +147,11 @@ def evaluate(*, task: str = "classification", model_name: str, reference: str, c
                "codec": codec, "quality": quality,
                "bits_per_pixel": None if quality is None else m.source.get("bits_per_pixel"), **scores}
         used = {**weights, **provenance.file_inputs({"manifest": path}), **corrector_input}
-        row["provenance"] = provenance.record(inputs=used, params=params, rule=rule,
-                                              wall_time_s=time.perf_counter() - start, device=device_name(dev),
-                                              git=git)
+        # another codec's encoder settings and library versions (its set's manifest has them too)
+        encoder = m.source.get("encoder") if quality is not None and codec != "jpeg" else None
+        row["provenance"] = provenance.record(inputs=used, params={**params, "encoder": encoder} if encoder else params,
+                                              rule=rule, wall_time_s=time.perf_counter() - start,
+                                              device=device_name(dev), git=git)
         row = {"id": provenance.row_id(row), **row}
         rows.append(row)
         field, what = t.METRIC
