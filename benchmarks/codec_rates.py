@@ -23,6 +23,7 @@ import torch
 from jpegstudy import codecs
 from jpegstudy.codecs import learned
 from jpegstudy.data import embedded
+from jpegstudy.data import manifest as manifests
 from jpegstudy.data.images import load_rgb
 
 QUALITIES = {"jpeg": (10, 50, 90), "webp": (0, 50, 90), "jpeg2000": (20, 28, 34), "avif": (10, 50, 90),
@@ -44,6 +45,12 @@ def measure(codec, images, quality, decode) -> tuple[float, float, float, float]
     return bpp, psnr, 1000 * best_encode / len(images), 1000 * best_decode / len(images)
 
 
+def _written(manifest, folder: Path):
+    """The split's manifest as a file in its folder, read back (so its paths resolve against it)."""
+    manifest.write(folder / "manifest.json")
+    return manifests.read(folder / "manifest.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
@@ -53,7 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        m = embedded.write_split(Path(tmp) / "val", "val", max(1, -(-args.n // 10)), args.size, seed=0)
+        m = _written(embedded.write_split(Path(tmp) / "val", "val", max(1, -(-args.n // 10)), args.size, seed=0),
+                     Path(tmp) / "val")
         images = [load_rgb(m.path_of(i)) for i in range(len(m.images))][: args.n]
         print(f"{len(images)} embedded images, {args.size} px")
         print(f"{'codec':10s} {'quality':>7s} {'bpp':>7s} {'PSNR dB':>8s} {'encode ms':>10s} {'decode ms':>10s}")
@@ -63,7 +71,8 @@ def main() -> None:
                 print(f"{name:10s} {q:7d} " + "{:7.3f} {:8.2f} {:10.2f} {:10.2f}".format(
                     *measure(codec, images, q, codec.decode)))
         if args.learned_epochs:
-            train = embedded.write_split(Path(tmp) / "train", "train", 120, args.size, seed=0)
+            train = _written(embedded.write_split(Path(tmp) / "train", "train", 120, args.size, seed=0),
+                             Path(tmp) / "train")
             weights = {}
             for q in QUALITIES["learned"]:
                 start = time.perf_counter()
