@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from jpegstudy import jpeg
-from jpegstudy.compress import compress_split, jpeg_name
+from jpegstudy.compress import compress_split, compressed_name
 from jpegstudy.data import embedded
 from jpegstudy.data.images import load_rgb
 from jpegstudy.data.manifest import Manifest
@@ -109,7 +109,7 @@ def main() -> None:
                 t_pipe = best_of(a.repeats, lambda: cjpeg_piped(pngs, q, outs["pipe"]))
                 bad = []
                 for png in pngs:
-                    ours = (outs["ours"] / jpeg_name(str(png.relative_to(root / "png")))).read_bytes()
+                    ours = (outs["ours"] / compressed_name(str(png.relative_to(root / "png")))).read_bytes()
                     for k in ("ours-ppm", "ppm", "pipe"):
                         if (outs[k] / f"{png.stem}.jpg").read_bytes() != ours:
                             bad.append(f"{png.name} ({k})")

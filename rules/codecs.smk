@@ -19,7 +19,7 @@ if LEARNED and LEARNED.get("weights", "train") == "train":
         wildcard_constraints:
             quality=r"[1-8]",
         params:
-            train=codec_study.learned_train_params(config),
+            train=dag.trainer_params(config, LEARNED["train"]),
         threads: config["threads"]
         resources:
             **rule_resources(config, "reference"),
@@ -90,7 +90,7 @@ rule train_pixel_offtheshelf:
     wildcard_constraints:
         codec=CODEC_OR_JPEG,
     params:
-        train=lambda w: codec_study.trainer_params(config, w, "offtheshelf"),
+        train=lambda w: dag.codec_trainer_params(config, w, "offtheshelf"),
         codec=lambda w: codec_study.codec_options(config, w.codec, with_range=True),
         device=config["device"],
     threads: config["threads"]
@@ -122,7 +122,7 @@ rule train_pixel_ttac:
         task=CODEC_TASKS,
         model=CODEC_MODELS,
     params:
-        train=lambda w: codec_study.trainer_params(config, w, "ttac"),
+        train=lambda w: dag.codec_trainer_params(config, w, "ttac"),
         codec=lambda w: codec_study.codec_options(config, w.codec, with_range=True),
         device=config["device"],
     threads: config["threads"]
@@ -154,7 +154,7 @@ rule finetune_codec:
         task=CODEC_TASKS,
         model=CODEC_MODELS,
     params:
-        train=lambda w: codec_study.trainer_params(config, w, "finetune"),
+        train=lambda w: dag.codec_trainer_params(config, w, "finetune"),
         codec=lambda w: codec_study.codec_options(config, w.codec, with_range=True),
         proposals=lambda w: dag.proposals_option(config, w.task, w.model, "train"),
         device=config["device"],
@@ -190,7 +190,7 @@ rule evaluate_codec:
         compressed=lambda w: codec_study.compressed_args(config, w),
         corrector=lambda w, input: f"--corrector {input.correctors[0]}" if input.correctors else "",
         proposals=lambda w: dag.proposals_option(config, w.task, w.model, "val"),
-        used=lambda w: codec_study.evaluation_config(config, w),
+        used=lambda w: dag.codec_evaluation_config(config, w),
         batch_size=lambda w: config[w.task]["eval_batch_size"],
         workers=lambda w: config[w.task]["eval_workers"],
         device=config["device"],

@@ -198,11 +198,11 @@ def test_a_codec_degradation_is_that_codecs_decode_drawn_in_its_range():
         want = np.asarray(codecs.get("webp").roundtrip(Image.fromarray(image.permute(1, 2, 0).numpy()), q))
         assert torch.equal((got * 255).round().byte().permute(1, 2, 0), torch.from_numpy(want.copy()))
     assert webp.settings()["codec"] == "webp" and webp.settings()["quality_range"] == [10, 30]
-    assert inputs.Degradation((None), (10, 90)).settings() == {}  # the paper's JPEG: recorded as before
-    assert inputs.Degradation(codecs.get("webp"), (1, 8), "learned", (1, 6)).qualities(
-        20, torch.Generator().manual_seed(0)) == [q for q in inputs.Degradation(
-            codecs.get("webp"), (1, 8), "learned", (1, 6)).qualities(20, torch.Generator().manual_seed(0))
-            if q in (1, 6)]
+    assert inputs.Degradation(None, (10, 90)).settings() == {}  # the paper's JPEG: recorded as before
+    # the learned codec draws among the qualities it has networks for, each of them
+    drawn = inputs.Degradation(codecs.get("webp"), (1, 8), "learned", (1, 6)).qualities(
+        20, torch.Generator().manual_seed(0))
+    assert set(drawn) == {1, 6} and len(drawn) == 20
     arcnn = correctors.Corrector("arcnn", {"channels": (4, 4, 4)})
     assert arcnn(batch).shape == batch.rgb.shape
     with pytest.raises(ValueError, match="qgac reads JPEG coefficients"):

@@ -10,13 +10,12 @@ QGAC reads a JPEG's DCT coefficients and quantization tables; another codec's fi
 re-encode of its decode would hand QGAC tables that describe the re-encode, not the damage. So QGAC gets nothing
 here, and the codec study's correctors are ARCNN's, in the pixel domain.
 
-What rules need (inputs, options) is worked out here; rules/codecs.smk stays a list of rules. Nothing here imports
+What rules need (inputs, options) is worked out here, their settings and provenance strings in dag.py (with the JPEG
+study's helpers); rules/codecs.smk stays a list of rules. Nothing here imports
 torch: the config check runs before any job.
 """
 
 from __future__ import annotations
-
-import json
 
 from jpegstudy import codecs, paths
 
@@ -174,29 +173,6 @@ def compressed_args(config: dict, w) -> str:
     return " ".join(f"{q}={m}" for q, m in sets(config, w.task, w.codec).items())
 
 
-def evaluation_config(config: dict, w) -> str:
-    """The config keys a codec evaluation's numbers depend on, as its rows' provenance records them."""
-    from jpegstudy.config import used_model_config
-
-    section = config[w.task]
-    used = {f"{w.task}.dataset": section["dataset"],
-            f"{w.task}.models.{w.model}": used_model_config(section["models"][w.model]),
-            f"{w.task}.eval_batch_size": section["eval_batch_size"],
-            f"datasets.{section['dataset']}": config["datasets"][section["dataset"]],
-            "seed": config["seed"], "confidence": config["confidence"], "device": config["device"],
-            "precision": config["precision"]}
-    if w.codec == "jpeg":
-        used["qualities"] = config["qualities"]
-    else:
-        used[f"codecs.formats.{w.codec}"] = formats(config)[w.codec]
-    if w.mitigation == "finetune":
-        used[f"{w.task}.mitigate"] = config[w.task]["mitigate"]
-        used.update({f"codecs.finetune_{k}": v for k, v in _finetune_epochs(config).items()})
-    elif w.mitigation != "none":
-        used["codecs.corrector"] = config["codecs"]["corrector"]
-    return json.dumps(used, sort_keys=True)
-
-
 def metric_files(config: dict, task: str | None = None) -> list[str]:
     """Every metric file of the codec study (of `task` only, when given): each codec's and JPEG's own (the JPEG
     study's none.json; the pixel corrector on JPEG when transfer is asked for)."""
@@ -232,28 +208,10 @@ def wildcard(config: dict, what: str) -> str:
     return "|".join(names) or "(?!)"
 
 
-def trainer_params(config: dict, w, what: str) -> str:
-    """The training settings of a codec-study trainer (and what it records): the pixel corrector's, or the task's
-    fine-tuning section."""
-    if what == "finetune":
-        mitigate = config[w.task]["mitigate"]
-        shared = {k: mitigate[k] for k in ("epochs", "batch_size", "workers", "crop") if k in mitigate}
-        settings = {**shared, **mitigate["finetune"], **_finetune_epochs(config)}
-    else:
-        corrector = config["codecs"]["corrector"]
-        settings = {"channels": corrector["channels"], **corrector["train"]}
-        if what == "ttac":
-            settings.update(corrector["ttac"])
-    return json.dumps({"seed": config["seed"], **settings}, sort_keys=True)
-
-
-def _finetune_epochs(config: dict) -> dict:
+def finetune_epochs(config: dict) -> dict:
+    """The codec study's own fine-tuning epochs, as a settings section ({} when the task's apply)."""
     epochs = config["codecs"].get("finetune_epochs")
     return {} if epochs is None else {"epochs": epochs}
-
-
-def learned_train_params(config: dict) -> str:
-    return json.dumps({"seed": config["seed"], **formats(config)[codecs.LEARNED]["train"]}, sort_keys=True)
 
 
 def figure_name(task: str, mitigations: bool = False) -> str:

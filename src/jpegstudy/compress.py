@@ -20,7 +20,8 @@ from jpegstudy.data import manifest as manifests
 from jpegstudy.data.images import load_rgb
 
 
-def jpeg_name(rel: str, suffix: str = ".jpg") -> str:
+def compressed_name(rel: str, suffix: str = ".jpg") -> str:
+    """Where a source file's compressed copy goes: its relative path with the codec's suffix."""
     return str(Path(rel).with_suffix(suffix))
 
 
@@ -65,7 +66,7 @@ def compress_split(manifest_path: str | Path, quality, out_dir: str | Path, mani
     coder = codecs.get(codec, codec_weights)
     q = coder.check_quality(quality)
     src = manifests.read(manifest_path)
-    names = [jpeg_name(im["path"], coder.suffix) for im in src.images]
+    names = [compressed_name(im["path"], coder.suffix) for im in src.images]
     if len(set(names)) != len(names):
         raise ValueError(f"{manifest_path}: two images would both be written as the same {coder.suffix} (e.g. a.png"
                          f" and a.jpg)")

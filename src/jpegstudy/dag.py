@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from jpegstudy import paths
+from jpegstudy import codec_study, paths
 from jpegstudy.report.metrics import HEADLINE
 from jpegstudy.config import (
     MASK_DETECTORS,
@@ -124,21 +124,49 @@ def evaluation_input(config: dict, w) -> dict:
     }
 
 
-def evaluation_config(config: dict, w) -> str:
-    """The config keys one evaluation's numbers depend on, as its provenance records them (JSON)."""
+def _evaluated_model(config: dict, w) -> dict:
+    """The config keys every evaluation of one task model depends on, whatever it is evaluated on."""
     section, dataset = config[w.task], config[w.task]["dataset"]
-    return json.dumps({
+    return {
         f"{w.task}.dataset": dataset,
         f"{w.task}.models.{w.model}": used_model_config(section["models"][w.model]),
         f"{w.task}.eval_batch_size": section["eval_batch_size"],
         f"datasets.{dataset}": config["datasets"][dataset],
-        "qualities": config["qualities"],
         "seed": config["seed"],
         "confidence": config["confidence"],
         "device": config["device"],
         "precision": config["precision"],
-        **mitigation_config(config, w.mitigation, w.task),
-    }, sort_keys=True)
+    }
+
+
+def evaluation_config(config: dict, w) -> str:
+    """The config keys one evaluation's numbers depend on, as its provenance records them (JSON)."""
+    return json.dumps({**_evaluated_model(config, w), "qualities": config["qualities"],
+                       **mitigation_config(config, w.mitigation, w.task)}, sort_keys=True)
+
+
+def codec_evaluation_config(config: dict, w) -> str:
+    """evaluation_config of the codec study: the codec's section (JPEG's: the qualities) and the mitigation's."""
+    used = _evaluated_model(config, w)
+    if w.codec == "jpeg":
+        used["qualities"] = config["qualities"]
+    else:
+        used[f"codecs.formats.{w.codec}"] = codec_study.formats(config)[w.codec]
+    if w.mitigation == "finetune":
+        used[f"{w.task}.mitigate"] = config[w.task]["mitigate"]
+        used.update({f"codecs.finetune_{k}": v for k, v in codec_study.finetune_epochs(config).items()})
+    elif w.mitigation != "none":
+        used["codecs.corrector"] = config["codecs"]["corrector"]
+    return json.dumps(used, sort_keys=True)
+
+
+def codec_trainer_params(config: dict, w, what: str) -> str:
+    """A codec-study trainer's settings: fine-tuning's are the task's (mitigation_params) with the codec study's
+    epochs; the pixel corrector's its section (its widths, its training, and for TTAC its learning rates)."""
+    if what == "finetune":
+        return mitigation_params(config, w, "finetune", codec_study.finetune_epochs(config))
+    corrector = config["codecs"]["corrector"]
+    return trainer_params(config, corrector, corrector["train"], *([corrector["ttac"]] if what == "ttac" else []))
 
 
 def corrector_args(config: dict, w) -> str:
