@@ -153,13 +153,18 @@ No mitigation.}}
 
 
 def _log_rate_axis(ax) -> None:
-    """Bits per pixel on a log axis, ticks at 1, 2 and 5 of each decade, printed plainly (0.2, 1, 5)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    """Bits per pixel on a log axis (call after plotting), ticks at 1, 2 and 5 of each decade printed plainly (0.2, 1,
+    5); a range narrower than two of those gets three ticks spread over it, at two significant digits."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
 
     ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+    low, high = ax.get_xlim()
+    ticks = [m * 10.0 ** e for e in range(-3, 4) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
+    if len(ticks) < 2:
+        ticks = [float(f"{t:.2g}") for t in np.geomspace(low, high, 5)[1:-1]]
+    ax.set_xticks(ticks)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())
 
 
 def _band(ax, xs, low, high, color) -> None:
